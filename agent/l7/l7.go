@@ -1,0 +1,103 @@
+// Package l7 defines the contract between protocol parsers and the session
+// layer: a Protocol infers itself from a connection's first bytes and makes a
+// stateful Parser per connection; the Parser turns Segments into Messages.
+package l7
+
+import (
+	"time"
+
+	"github.com/sightline-io/sightline/agent/capture"
+	"github.com/sightline-io/sightline/flowlog"
+)
+
+// MessageType says whether a Message is a request or a response.
+type MessageType uint8
+
+const (
+	Request MessageType = iota
+	Response
+)
+
+// Inference is a Protocol's verdict on a connection's first bytes.
+type Inference uint8
+
+const (
+	NotMine     Inference = iota // not this protocol
+	IsRequest                    // these bytes are a request of this protocol
+	IsResponse                   // these bytes are a response of this protocol
+	NeedMore                     // too few bytes to tell; ask again with the next segment
+)
+
+// Matching says how a protocol pairs requests with responses.
+type Matching uint8
+
+const (
+	MatchFIFO Matching = iota // in order (HTTP/1 pipelining, Redis, MySQL ...)
+	MatchByID                 // by Message.RequestID (HTTP/2 streams, DNS, Kafka ...)
+)
+
+// Protocol describes one L7 protocol. Implementations are stateless and safe
+// for concurrent use; per-connection state lives in the Parser.
+type Protocol interface {
+	ID() flowlog.L7Protocol
+	// Infer inspects the captured prefix of a connection's first segment in one
+	// direction (l4 is 6 or 17). It must be cheap and never panic.
+	Infer(data []byte, l4 uint8) Inference
+	// NewParser makes the per-connection parser once Infer has claimed it.
+	NewParser() Parser
+	Matching() Matching
+	// Timeout is how long a request waits for its response before it is
+	// reported with response_status Timeout.
+	Timeout() time.Duration
+}
+
+// Parser parses one connection (both directions). Feed must tolerate any
+// input: truncated, split, garbage, gaps (seg.Gap() > 0), and must bound the
+// bytes it buffers. It calls emit for each complete message, in stream order.
+type Parser interface {
+	Feed(seg *capture.Segment, emit func(*Message))
+	// Close flushes what the connection's end completes (e.g. an HTTP/1.0
+	// body delimited by close).
+	Close(emit func(*Message))
+}
+
+// Message is one parsed request or response.
+type Message struct {
+	Type     MessageType
+	Protocol flowlog.L7Protocol
+	Version  string
+
+	// Request side.
+	RequestType  string // method / command
+	Domain       string // host / service / database
+	Resource     string // path / SQL (already masked)
+	Endpoint     string // normalised, low-cardinality
+	RequestID    uint64
+	HasRequestID bool
+
+	// Response side.
+	Status          flowlog.ResponseStatus
+	Code            int32
+	HasCode         bool
+	Exception       string
+	Result          string
+	SQLAffectedRows uint64
+	HasAffectedRows bool
+
+	Length   int64  // whole message size in bytes, -1 if unknown
+	Captured uint32 // bytes of it actually captured
+
+	TraceID, SpanID, ParentSpanID string
+	XRequestID                    string
+	Attributes                    map[string]string
+
+	// Where the message was seen: Dir and the identity of its first segment,
+	// End from its last.
+	Dir            capture.Direction
+	Start, End     time.Time
+	TCPSeq         uint32
+	TID            uint32
+	CapSeq         uint32
+	SyscallTraceID uint64
+	Coroutine      uint64
+}
