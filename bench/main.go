@@ -1,0 +1,53 @@
+// Command bench measures Sightline's overhead targets side by side in one run
+// and prints ratios. It needs root (eBPF), nginx, wrk and tshark; `make bench`
+// builds the binary first and runs it.
+//
+//	P1  wrk → nginx (1 KiB file, keep-alive, saturation): requests/s with the agent vs without.
+//	P2  agent CPU (user space + BPF programs) per captured request at a fixed request rate.
+//	P4  `sightline replay` rows/s vs `tshark -r FILE -Y http` on the same capture.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	bin := flag.String("bin", "bin/sightline", "sightline binary to measure")
+	only := flag.String("only", "p1,p2,p4", "comma-separated benchmarks to run")
+	rounds := flag.Int("rounds", 3, "alternating with/without rounds for P1 (medians are reported)")
+	duration := flag.Duration("duration", 0, "per-round duration for P1/P2 (0 = defaults)")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	b := &bench{bin: *bin, rounds: *rounds, duration: *duration, log: log}
+	failed := false
+	for _, name := range strings.Split(*only, ",") {
+		var err error
+		switch strings.TrimSpace(name) {
+		case "p1":
+			err = b.p1(ctx)
+		case "p2":
+			err = b.p2(ctx)
+		case "p4":
+			err = b.p4(ctx)
+		default:
+			err = fmt.Errorf("unknown benchmark %q", name)
+		}
+		if err != nil {
+			fmt.Printf("%s: FAILED: %v\n", name, err)
+			failed = true
+		}
+	}
+	if failed {
+		os.Exit(1)
+	}
+}
