@@ -1,0 +1,272 @@
+package socktrace
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+
+	"github.com/sightline-io/sightline/agent/capture"
+)
+
+// ConnInfo describes a connection seen at connect/accept exit.
+type ConnInfo struct {
+	ConnID uint64 // same ConnID as the connection's Segments
+	Tuple  capture.Tuple
+	Role   Role
+	PID    uint32
+	TID    uint32
+	FD     int32
+	Comm   string
+	Time   time.Time
+}
+
+// Handler receives decoded events on Run's goroutine. A slow handler
+// fills the ring buffer and the kernel drops (counted in Stats); the traced
+// application is never blocked.
+type Handler interface {
+	// Segment gets one syscall's payload. The *Segment and its Data are
+	// reused for the next event: copy what must outlive the call.
+	Segment(*capture.Segment)
+	// Closed reports close(2) of a socket previously seen.
+	Closed(capture.Closed)
+	// ConnOpened reports a successful connect (client) or accept (server).
+	ConnOpened(ConnInfo)
+	// ProcessExec and ProcessExit let caches keyed by pid be invalidated.
+	ProcessExec(pid uint32)
+	ProcessExit(pid uint32)
+}
+
+// Stats are the tracer's counters since New.
+type Stats struct {
+	// Kernel counters, summed over CPUs.
+	RingbufFull       uint64 // events lost: ring buffer full
+	ScratchMiss       uint64 // per-CPU scratch unavailable: event lost
+	ActiveUpdateFail  uint64 // syscall args not stashed at enter: event lost
+	SockStateFail     uint64 // no per-socket state: event without conn_uid/cap_seq
+	ThreadStateFail   uint64 // no per-thread state: syscall_trace_id chain broken
+	PayloadReadFail   uint64 // payload prefix not (fully) read
+	ArgsReadFail      uint64 // msghdr/mmsghdr/sockaddr not read: event lost or peer unknown
+	IOVTruncated      uint64 // more iovecs than walked: payload prefix short
+	// User-space counters.
+	EventsRead   uint64
+	Segments     uint64
+	ConnOpened   uint64
+	Closed       uint64
+	Execs        uint64
+	Exits        uint64
+	DecodeErrors uint64
+}
+
+// KernelDrops sums the kernel counters that mean a whole event was lost.
+func (s Stats) KernelDrops() uint64 {
+	return s.RingbufFull + s.ScratchMiss + s.ActiveUpdateFail
+}
+
+type userStats struct {
+	eventsRead, segments, connOpened, closed, execs, exits, decodeErrors atomic.Uint64
+}
+
+// Stats reads the kernel counters and the user-space counters. A kernel
+// counter that cannot be read is logged and left out of the sum.
+func (t *Tracer) Stats() Stats {
+	s := Stats{
+		EventsRead:   t.stats.eventsRead.Load(),
+		Segments:     t.stats.segments.Load(),
+		ConnOpened:   t.stats.connOpened.Load(),
+		Closed:       t.stats.closed.Load(),
+		Execs:        t.stats.execs.Load(),
+		Exits:        t.stats.exits.Load(),
+		DecodeErrors: t.stats.decodeErrors.Load(),
+	}
+	// Order of enum counter in bpf/socket_trace.h.
+	dst := []*uint64{
+		&s.RingbufFull, &s.ScratchMiss, &s.ActiveUpdateFail, &s.SockStateFail,
+		&s.ThreadStateFail, &s.PayloadReadFail, &s.ArgsReadFail, &s.IOVTruncated,
+	}
+	var perCPU []uint64
+	for i, d := range dst {
+		if err := t.maps.counters.Lookup(uint32(i), &perCPU); err != nil {
+			t.log.Warn("socktrace: read kernel counter", "index", i, "err", err)
+			continue
+		}
+		for _, v := range perCPU {
+			*d += v
+		}
+	}
+	return s
+}
+
+// Run reads events until ctx is done (returns nil) or the Tracer is closed
+// (returns nil), calling h on this goroutine. Run must not be called
+// concurrently with itself.
+func (t *Tracer) Run(ctx context.Context, h Handler) error {
+	t.reader.SetDeadline(time.Time{})
+	stop := context.AfterFunc(ctx, func() { t.reader.SetDeadline(time.Now()) })
+	defer stop()
+
+	d := decoder{clock: t.clock, comms: newCommCache(commCacheSize)}
+	var rec ringbuf.Record
+	for {
+		if err := t.reader.ReadInto(&rec); err != nil {
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				if ctx.Err() != nil {
+					return nil
+				}
+				continue
+			case errors.Is(err, ringbuf.ErrClosed):
+				return nil
+			}
+			return fmt.Errorf("read socket trace ring buffer: %w", err)
+		}
+		t.stats.eventsRead.Add(1)
+		if err := d.dispatch(rec.RawSample, h, &t.stats); err != nil {
+			t.stats.decodeErrors.Add(1)
+			t.log.Debug("socktrace: bad event", "err", err)
+		}
+	}
+}
+
+// decoder turns records into handler calls, reusing one Segment.
+type decoder struct {
+	clock monoClock
+	comms *commCache
+	hdr   header
+	seg   capture.Segment
+}
+
+func (d *decoder) dispatch(b []byte, h Handler, st *userStats) error {
+	payload, err := decodeHeader(b, &d.hdr)
+	if err != nil {
+		return err
+	}
+	hd := &d.hdr
+	switch hd.typ {
+	case eventData:
+		tuple, err := hd.tuple()
+		if err != nil {
+			return err
+		}
+		d.seg = capture.Segment{
+			Source:         capture.SourceEBPF,
+			ConnID:         hd.connID(),
+			Tuple:          tuple,
+			Dir:            capture.AtoB,
+			Start:          d.clock.wall(hd.enterNs),
+			End:            d.clock.wall(hd.exitNs),
+			Data:           payload,
+			Len:            int(hd.bytes),
+			TCPSeq:         hd.tcpSeq,
+			PID:            hd.pid,
+			TID:            hd.tid,
+			Comm:           d.comms.get(hd.pid, hd.comm[:]),
+			FD:             hd.fd,
+			CapSeq:         hd.capSeq,
+			SyscallTraceID: hd.traceID,
+		}
+		if hd.dir == dirIngress {
+			d.seg.Dir = capture.BtoA
+		}
+		st.segments.Add(1)
+		h.Segment(&d.seg)
+	case eventConn:
+		tuple, err := hd.tuple()
+		if err != nil {
+			return err
+		}
+		st.connOpened.Add(1)
+		h.ConnOpened(ConnInfo{
+			ConnID: hd.connID(),
+			Tuple:  tuple,
+			Role:   Role(hd.dir),
+			PID:    hd.pid,
+			TID:    hd.tid,
+			FD:     hd.fd,
+			Comm:   d.comms.get(hd.pid, hd.comm[:]),
+			Time:   d.clock.wall(hd.enterNs),
+		})
+	case eventClose:
+		st.closed.Add(1)
+		h.Closed(capture.Closed{ConnID: hd.connID(), Time: d.clock.wall(hd.enterNs)})
+	case eventExec:
+		d.comms.forget(hd.pid)
+		st.execs.Add(1)
+		h.ProcessExec(hd.pid)
+	case eventExit:
+		d.comms.forget(hd.pid)
+		st.exits.Add(1)
+		h.ProcessExit(hd.pid)
+	default:
+		return fmt.Errorf("unknown event type %d", hd.typ)
+	}
+	return nil
+}
+
+// monoClock converts CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns) to
+// wall-clock time with an offset sampled once at start; NTP slews after
+// that are not followed.
+type monoClock struct {
+	offsetNs int64 // wall - monotonic
+}
+
+func newMonoClock() (monoClock, error) {
+	best := time.Duration(1<<63 - 1)
+	var c monoClock
+	// Take the tightest of a few samples so the offset error is the
+	// smallest bracketing interval.
+	for range 5 {
+		var ts unix.Timespec
+		before := time.Now()
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+			return c, fmt.Errorf("read monotonic clock: %w", err)
+		}
+		after := time.Now()
+		if span := after.Sub(before); span < best {
+			best = span
+			mid := before.UnixNano() + int64(span)/2
+			c.offsetNs = mid - ts.Nano()
+		}
+	}
+	return c, nil
+}
+
+func (c monoClock) wall(mono uint64) time.Time {
+	return time.Unix(0, c.offsetNs+int64(mono))
+}
+
+const commCacheSize = 4096
+
+// commCache interns comm strings per pid so steady traffic does not
+// allocate a string per event. Bounded: cleared when full.
+type commCache struct {
+	max int
+	m   map[uint32]string
+}
+
+func newCommCache(max int) *commCache {
+	return &commCache{max: max, m: make(map[uint32]string)}
+}
+
+func (c *commCache) get(pid uint32, raw []byte) string {
+	if i := bytes.IndexByte(raw, 0); i >= 0 {
+		raw = raw[:i]
+	}
+	if s, ok := c.m[pid]; ok && s == string(raw) {
+		return s
+	}
+	if len(c.m) >= c.max {
+		clear(c.m)
+	}
+	s := string(raw)
+	c.m[pid] = s
+	return s
+}
+
+func (c *commCache) forget(pid uint32) { delete(c.m, pid) }

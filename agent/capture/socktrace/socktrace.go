@@ -1,0 +1,335 @@
+// Package socktrace captures socket payloads of IPv4/IPv6 TCP and UDP
+// sockets with syscall tracepoints and hands them to the protocol layer as
+// capture.Segments (Source = capture.SourceEBPF).
+//
+// The kernel side is bpf/socket_trace.c. One Tracer loads it, attaches every
+// hook listed in hookTable, and reads the single ring buffer in Run.
+package socktrace
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/bits"
+	"os"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// DefaultMaxPayload is the payload prefix captured per syscall.
+	DefaultMaxPayload = 1024
+	// MaxPayloadLimit is the largest MaxPayload accepted (MAX_PAYLOAD_LIMIT in C).
+	MaxPayloadLimit = 16384
+	// DefaultRingBufferBytes is the ring buffer size shared by all CPUs.
+	DefaultRingBufferBytes = 8 << 20
+	// maxPIDFilter mirrors max_entries of excluded_pids and traced_pids.
+	maxPIDFilter = 1024
+)
+
+// Config configures a Tracer. The zero value is usable: defaults apply.
+type Config struct {
+	// MaxPayload is how many payload bytes are captured per syscall
+	// (0 = DefaultMaxPayload, at most MaxPayloadLimit). Segment.Len is
+	// always the full byte count.
+	MaxPayload int
+	// RingBufferBytes sizes the ring buffer: a power of two and a multiple
+	// of the page size (0 = DefaultRingBufferBytes).
+	RingBufferBytes int
+	// ExcludeSelf keeps the tracer's own process out of the trace, so an
+	// agent that talks to itself over loopback does not trace its exports.
+	ExcludeSelf bool
+	// ExcludePIDs are process ids (tgids) never traced.
+	ExcludePIDs []uint32
+	// OnlyPIDs, when non-empty, restricts tracing to these tgids (tests,
+	// benchmarks, targeted capture). Exclusions still win.
+	OnlyPIDs []uint32
+	// Logger receives diagnostics; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.MaxPayload == 0 {
+		c.MaxPayload = DefaultMaxPayload
+	}
+	if c.MaxPayload < 0 || c.MaxPayload > MaxPayloadLimit {
+		return c, fmt.Errorf("max payload %d: must be in 1..%d", c.MaxPayload, MaxPayloadLimit)
+	}
+	if c.RingBufferBytes == 0 {
+		c.RingBufferBytes = DefaultRingBufferBytes
+	}
+	page := os.Getpagesize()
+	if c.RingBufferBytes < page || bits.OnesCount(uint(c.RingBufferBytes)) != 1 {
+		return c, fmt.Errorf("ring buffer size %d: must be a power of two of at least %d", c.RingBufferBytes, page)
+	}
+	if n := len(c.ExcludePIDs) + 1; n > maxPIDFilter {
+		return c, fmt.Errorf("%d excluded pids: at most %d", n, maxPIDFilter-1)
+	}
+	if len(c.OnlyPIDs) > maxPIDFilter {
+		return c, fmt.Errorf("%d traced pids: at most %d", len(c.OnlyPIDs), maxPIDFilter)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+// hook is one program and the tracepoint it attaches to.
+type hook struct {
+	prog        string // program (C function) name
+	group, name string // tracepoint
+}
+
+// hookTable is every program of socket_trace.c and where it attaches. The
+// Tracer attaches these in order and detaches them all on Close.
+var hookTable = []hook{
+	{"enter_read", "syscalls", "sys_enter_read"},
+	{"exit_read", "syscalls", "sys_exit_read"},
+	{"enter_write", "syscalls", "sys_enter_write"},
+	{"exit_write", "syscalls", "sys_exit_write"},
+	{"enter_readv", "syscalls", "sys_enter_readv"},
+	{"exit_readv", "syscalls", "sys_exit_readv"},
+	{"enter_writev", "syscalls", "sys_enter_writev"},
+	{"exit_writev", "syscalls", "sys_exit_writev"},
+	{"enter_sendto", "syscalls", "sys_enter_sendto"},
+	{"exit_sendto", "syscalls", "sys_exit_sendto"},
+	{"enter_recvfrom", "syscalls", "sys_enter_recvfrom"},
+	{"exit_recvfrom", "syscalls", "sys_exit_recvfrom"},
+	{"enter_sendmsg", "syscalls", "sys_enter_sendmsg"},
+	{"exit_sendmsg", "syscalls", "sys_exit_sendmsg"},
+	{"enter_recvmsg", "syscalls", "sys_enter_recvmsg"},
+	{"exit_recvmsg", "syscalls", "sys_exit_recvmsg"},
+	{"enter_sendmmsg", "syscalls", "sys_enter_sendmmsg"},
+	{"exit_sendmmsg", "syscalls", "sys_exit_sendmmsg"},
+	{"enter_recvmmsg", "syscalls", "sys_enter_recvmmsg"},
+	{"exit_recvmmsg", "syscalls", "sys_exit_recvmmsg"},
+	{"enter_connect", "syscalls", "sys_enter_connect"},
+	{"exit_connect", "syscalls", "sys_exit_connect"},
+	{"exit_accept", "syscalls", "sys_exit_accept"},
+	{"exit_accept4", "syscalls", "sys_exit_accept4"},
+	{"enter_close", "syscalls", "sys_enter_close"},
+	{"sched_exec", "sched", "sched_process_exec"},
+	{"sched_exit", "sched", "sched_process_exit"},
+}
+
+// Tracer owns the loaded eBPF objects, their links and the ring buffer reader.
+type Tracer struct {
+	cfg    Config
+	log    *slog.Logger
+	coll   *ebpf.Collection
+	maps   kernelMaps
+	links  []link.Link
+	reader *ringbuf.Reader
+	clock  monoClock
+	stats  userStats
+}
+
+// New loads the socket tracer and attaches all hooks. It needs root (or
+// CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN for the tracefs mount).
+func New(cfg Config) (*Tracer, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("socktrace config: %w", err)
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("remove memlock rlimit: %w", err)
+	}
+	if err := ensureTracefs(cfg.Logger); err != nil {
+		return nil, err
+	}
+	clock, err := newMonoClock()
+	if err != nil {
+		return nil, err
+	}
+	t := &Tracer{cfg: cfg, log: cfg.Logger, clock: clock}
+	if err := t.load(); err != nil {
+		return nil, err
+	}
+	if err := t.attach(); err != nil {
+		t.Close()
+		return nil, err
+	}
+	rd, err := ringbuf.NewReader(t.maps.events)
+	if err != nil {
+		t.Close()
+		return nil, fmt.Errorf("open ring buffer reader: %w", err)
+	}
+	t.reader = rd
+	return t, nil
+}
+
+func (t *Tracer) load() error {
+	spec, err := loadSocketTrace()
+	if err != nil {
+		return fmt.Errorf("load socket_trace spec: %w", err)
+	}
+	if err := setVar(spec, "max_payload", uint32(t.cfg.MaxPayload)); err != nil {
+		return err
+	}
+	only := uint8(0)
+	if len(t.cfg.OnlyPIDs) > 0 {
+		only = 1
+	}
+	if err := setVar(spec, "only_traced_pids", only); err != nil {
+		return err
+	}
+	events, ok := spec.Maps["events"]
+	if !ok {
+		return errors.New("socket_trace spec has no events map")
+	}
+	events.MaxEntries = uint32(t.cfg.RingBufferBytes)
+	scratch, ok := spec.Maps["scratch_buf"]
+	if !ok {
+		return errors.New("socket_trace spec has no scratch_buf map")
+	}
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("count possible cpus: %w", err)
+	}
+	scratch.MaxEntries = uint32(ncpu)
+
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return fmt.Errorf("load socket_trace objects: %+v", ve)
+		}
+		return fmt.Errorf("load socket_trace objects: %w", err)
+	}
+	t.coll = coll
+	if t.maps, err = lookupMaps(coll); err != nil {
+		coll.Close()
+		return err
+	}
+
+	// Seed the id counter with the monotonic clock so conn_uid and
+	// syscall_trace_id values stay unique across agent restarts in one boot
+	// (ids are drawn far slower than one per nanosecond).
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		t.coll.Close()
+		return fmt.Errorf("read monotonic clock: %w", err)
+	}
+	if err := t.maps.idCounter.Put(uint32(0), uint64(ts.Nano())); err != nil {
+		t.coll.Close()
+		return fmt.Errorf("seed id counter: %w", err)
+	}
+
+	excluded := append([]uint32(nil), t.cfg.ExcludePIDs...)
+	if t.cfg.ExcludeSelf {
+		excluded = append(excluded, uint32(os.Getpid()))
+	}
+	for _, pid := range excluded {
+		if err := t.maps.excludedPIDs.Put(pid, uint8(1)); err != nil {
+			t.coll.Close()
+			return fmt.Errorf("exclude pid %d: %w", pid, err)
+		}
+	}
+	for _, pid := range t.cfg.OnlyPIDs {
+		if err := t.maps.tracedPIDs.Put(pid, uint8(1)); err != nil {
+			t.coll.Close()
+			return fmt.Errorf("trace pid %d: %w", pid, err)
+		}
+	}
+	return nil
+}
+
+// kernelMaps are the maps user space touches.
+type kernelMaps struct {
+	events, counters, idCounter, excludedPIDs, tracedPIDs *ebpf.Map
+}
+
+func lookupMaps(coll *ebpf.Collection) (kernelMaps, error) {
+	var m kernelMaps
+	for name, dst := range map[string]**ebpf.Map{
+		"events":        &m.events,
+		"counters":      &m.counters,
+		"id_counter":    &m.idCounter,
+		"excluded_pids": &m.excludedPIDs,
+		"traced_pids":   &m.tracedPIDs,
+	} {
+		mp, ok := coll.Maps[name]
+		if !ok {
+			return m, fmt.Errorf("socket_trace objects have no map %q", name)
+		}
+		*dst = mp
+	}
+	return m, nil
+}
+
+func setVar(spec *ebpf.CollectionSpec, name string, v any) error {
+	vs, ok := spec.Variables[name]
+	if !ok {
+		return fmt.Errorf("socket_trace spec has no variable %q", name)
+	}
+	if err := vs.Set(v); err != nil {
+		return fmt.Errorf("set %s: %w", name, err)
+	}
+	return nil
+}
+
+func (t *Tracer) attach() error {
+	for _, h := range hookTable {
+		prog, ok := t.coll.Programs[h.prog]
+		if !ok {
+			return fmt.Errorf("attach %s/%s: program %s not loaded", h.group, h.name, h.prog)
+		}
+		l, err := link.Tracepoint(h.group, h.name, prog, nil)
+		if err != nil {
+			return fmt.Errorf("attach program %s to tracepoint %s/%s: %w", h.prog, h.group, h.name, err)
+		}
+		t.links = append(t.links, l)
+	}
+	return nil
+}
+
+// Close detaches all hooks and releases the kernel objects. A concurrent
+// Run returns once the reader is closed.
+func (t *Tracer) Close() error {
+	var errs []error
+	if t.reader != nil {
+		errs = append(errs, t.reader.Close())
+	}
+	for i := len(t.links) - 1; i >= 0; i-- {
+		errs = append(errs, t.links[i].Close())
+	}
+	t.links = nil
+	if t.coll != nil {
+		t.coll.Close()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close socket tracer: %w", err)
+	}
+	return nil
+}
+
+// ExcludePID stops tracing a process (tgid) from now on.
+func (t *Tracer) ExcludePID(pid uint32) error {
+	if err := t.maps.excludedPIDs.Put(pid, uint8(1)); err != nil {
+		return fmt.Errorf("exclude pid %d: %w", pid, err)
+	}
+	return nil
+}
+
+// ensureTracefs mounts tracefs at /sys/kernel/tracing unless a tracefs is
+// already reachable there or under debugfs: tracepoint attachment reads
+// event ids from it.
+func ensureTracefs(log *slog.Logger) error {
+	const dir = "/sys/kernel/tracing"
+	for _, p := range []string{dir, "/sys/kernel/debug/tracing"} {
+		var st unix.Statfs_t
+		if err := unix.Statfs(p, &st); err == nil && st.Type == unix.TRACEFS_MAGIC {
+			return nil
+		}
+	}
+	if err := unix.Mount("tracefs", dir, "tracefs", 0, ""); err != nil {
+		return fmt.Errorf("tracefs is not mounted and mounting it failed "+
+			"(try: mount -t tracefs tracefs %s): %w", dir, err)
+	}
+	log.Info("mounted tracefs", "path", dir)
+	return nil
+}

@@ -1,0 +1,802 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* Socket data tracer: syscall tracepoints (enter + exit) for the socket
+ * read/write family, connect/accept/close, and process exec/exit.
+ *
+ * Enter stashes the syscall's arguments per thread and resolves
+ * fd -> struct file -> struct socket -> struct sock, keeping only
+ * AF_INET/AF_INET6 TCP and UDP sockets; it also reads the TCP sequence
+ * (write_seq for egress, copied_seq for ingress) before the kernel moves it.
+ * Exit, if bytes moved, emits one data event with the tuple, counters and a
+ * payload prefix through a single ring buffer.
+ *
+ * sendmmsg/recvmmsg: only the first message of the vector is emitted.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+
+#include "socket_trace.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Constants from uapi/linux headers that are macros, so not in BTF. */
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define SOCK_DGRAM 2
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define EINPROGRESS 115
+
+/* Load-time constants, rewritten by the Go loader. */
+volatile const __u32 max_payload = 1024;
+volatile const __u8 only_traced_pids = 0;
+
+/* How an active syscall carries its buffers. */
+enum io_kind {
+	IO_BUF = 1, /* one user buffer */
+	IO_IOV = 2, /* iovec array */
+};
+
+struct active_io {
+	__u64 enter_ns;
+	__u64 sk;
+	__u64 buf;        /* buffer or iovec array */
+	__u64 addr;       /* user sockaddr (sendto/recvfrom/msg_name), may be 0 */
+	__u64 msglen_ptr; /* &mmsghdr[0].msg_len for sendmmsg/recvmmsg */
+	__u32 iovcnt;
+	__s32 fd;
+	__u32 tcp_seq;
+	__u32 syscall;
+	__u16 family;
+	__u8 l4;
+	__u8 dir;
+	__u8 kind;
+	__u8 _pad[3];
+};
+
+struct thread_state {
+	__u64 trace_id; /* current syscall_trace_id, 0 = none yet */
+	__u64 last_sk;  /* socket of the previous data event */
+	__u8 last_dir;
+	__u8 has_last;
+	__u8 _pad[6];
+};
+
+struct sock_state {
+	__u64 conn_uid;
+	__u32 cap_seq;
+	__u32 _pad;
+};
+
+struct scratch {
+	struct event_header h;
+	__u8 data[2 * MAX_PAYLOAD_LIMIT];
+};
+
+/* User-space ABI structs (64-bit), declared here rather than taken from
+ * vmlinux.h so no CO-RE relocation is applied to user memory layouts. */
+struct u_iovec {
+	__u64 base;
+	__u64 len;
+};
+
+struct u_msghdr {
+	__u64 name;
+	__s32 namelen;
+	__u32 _pad0;
+	__u64 iov;
+	__u64 iovlen;
+	__u64 control;
+	__u64 controllen;
+	__u32 flags;
+	__u32 _pad1;
+};
+
+struct u_mmsghdr {
+	struct u_msghdr hdr;
+	__u32 len;
+	__u32 _pad;
+};
+
+struct u_sockaddr_in6 {
+	__u16 family;
+	__u16 port; /* network order */
+	__u32 flowinfo;
+	__u8 addr[16];
+};
+
+struct u_sockaddr_in {
+	__u16 family;
+	__u16 port;
+	__u8 addr[4];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20); /* overridden at load */
+} events SEC(".maps");
+
+/* Per-CPU scratch, but as a plain array indexed by CPU: per-CPU map values
+ * are capped at 32 KiB and the scratch is a little larger. max_entries is
+ * set to the number of possible CPUs by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch_buf SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct active_io);
+} active_io_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct thread_state);
+} thread_states SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* struct sock pointer */
+	__type(value, struct sock_state);
+} sock_states SEC(".maps");
+
+/* Source of conn_uid and syscall_trace_id values. Seeded by the loader so
+ * ids keep growing across agent restarts within one boot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} id_counter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32); /* tgid */
+	__type(value, __u8);
+} excluded_pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32); /* tgid */
+	__type(value, __u8);
+} traced_pids SEC(".maps");
+
+static __always_inline void count(__u32 which)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &which);
+	if (v)
+		*v += 1; /* per-CPU slot: no atomics needed */
+}
+
+static __always_inline bool should_trace(__u32 tgid)
+{
+	if (bpf_map_lookup_elem(&excluded_pids, &tgid))
+		return false;
+	if (only_traced_pids && !bpf_map_lookup_elem(&traced_pids, &tgid))
+		return false;
+	return true;
+}
+
+static __always_inline __u64 next_id(void)
+{
+	__u32 zero = 0;
+	__u64 *c = bpf_map_lookup_elem(&id_counter, &zero);
+	if (!c)
+		return 0;
+	return __sync_fetch_and_add(c, 1) + 1;
+}
+
+/* fd -> struct sock for IPv4/IPv6 TCP or UDP sockets, else NULL. */
+static __always_inline struct sock *fd_to_sock(int fd, __u16 *family, __u8 *l4)
+{
+	if (fd < 0)
+		return NULL;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt)
+		return NULL;
+	unsigned int max_fds = BPF_CORE_READ(fdt, max_fds);
+	if ((unsigned int)fd >= max_fds)
+		return NULL;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = NULL;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return NULL;
+	umode_t mode = BPF_CORE_READ(file, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK)
+		return NULL;
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	if (!sock)
+		return NULL;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return NULL;
+	__u16 fam = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (fam != AF_INET && fam != AF_INET6)
+		return NULL;
+	__u16 type = BPF_CORE_READ(sk, sk_type);
+	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
+	if (type == SOCK_STREAM && proto == IPPROTO_TCP)
+		*l4 = IPPROTO_TCP;
+	else if (type == SOCK_DGRAM && proto == IPPROTO_UDP)
+		*l4 = IPPROTO_UDP;
+	else
+		return NULL;
+	*family = fam;
+	return sk;
+}
+
+static __always_inline void read_tuple(struct sock *sk, __u16 family, struct event_header *h)
+{
+	h->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	h->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET) {
+		__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(h->laddr, &l, 4);
+		__builtin_memcpy(h->raddr, &r, 4);
+	} else {
+		BPF_CORE_READ_INTO(&h->laddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&h->raddr, sk, __sk_common.skc_v6_daddr);
+	}
+}
+
+/* Unconnected UDP: take the peer from the syscall's sockaddr. */
+static __always_inline void read_user_peer(__u64 addr, struct event_header *h)
+{
+	struct u_sockaddr_in6 sa = {};
+	if (bpf_probe_read_user(&sa, sizeof(sa), (void *)addr)) {
+		/* A sockaddr_in may sit at the end of a page: retry short. */
+		if (bpf_probe_read_user(&sa, sizeof(struct u_sockaddr_in), (void *)addr)) {
+			count(CNT_ARGS_READ_FAIL);
+			return;
+		}
+	}
+	if (sa.family == AF_INET && h->family == AF_INET) {
+		struct u_sockaddr_in *in = (void *)&sa;
+		h->rport = bpf_ntohs(in->port);
+		__builtin_memcpy(h->raddr, in->addr, 4);
+	} else if (sa.family == AF_INET && h->family == AF_INET6) {
+		/* IPv4 peer on a dual-stack socket: store it v4-mapped. */
+		struct u_sockaddr_in *in = (void *)&sa;
+		h->rport = bpf_ntohs(in->port);
+		__builtin_memset(h->raddr, 0, 16);
+		h->raddr[10] = 0xff;
+		h->raddr[11] = 0xff;
+		__builtin_memcpy(&h->raddr[12], in->addr, 4);
+	} else if (sa.family == AF_INET6 && h->family == AF_INET6) {
+		h->rport = bpf_ntohs(sa.port);
+		__builtin_memcpy(h->raddr, sa.addr, 16);
+	}
+}
+
+static __always_inline struct sock_state *get_sock_state(__u64 sk)
+{
+	struct sock_state *s = bpf_map_lookup_elem(&sock_states, &sk);
+	if (s)
+		return s;
+	struct sock_state init = { .conn_uid = next_id() };
+	/* EEXIST means another CPU raced us in: fine, use its entry. */
+	bpf_map_update_elem(&sock_states, &sk, &init, BPF_NOEXIST);
+	s = bpf_map_lookup_elem(&sock_states, &sk);
+	if (!s)
+		count(CNT_SOCK_STATE_FAIL);
+	return s;
+}
+
+static __always_inline int enter_io(__u32 syscall, __u8 dir, __u8 kind, int fd, __u64 buf,
+				    __u32 iovcnt, __u64 addr, __u64 msglen_ptr)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!should_trace(id >> 32))
+		return 0;
+	struct active_io io = {};
+	struct sock *sk = fd_to_sock(fd, &io.family, &io.l4);
+	if (!sk)
+		return 0;
+	io.enter_ns = bpf_ktime_get_ns();
+	io.sk = (__u64)sk;
+	io.buf = buf;
+	io.addr = addr;
+	io.msglen_ptr = msglen_ptr;
+	io.iovcnt = iovcnt;
+	io.fd = fd;
+	io.syscall = syscall;
+	io.dir = dir;
+	io.kind = kind;
+	if (io.l4 == IPPROTO_TCP) {
+		struct tcp_sock *tp = (struct tcp_sock *)sk;
+		io.tcp_seq = dir == DIR_EGRESS ? BPF_CORE_READ(tp, write_seq)
+					       : BPF_CORE_READ(tp, copied_seq);
+	}
+	if (bpf_map_update_elem(&active_io_map, &id, &io, BPF_ANY))
+		count(CNT_ACTIVE_UPDATE_FAIL);
+	return 0;
+}
+
+static __always_inline int enter_msg(__u32 syscall, __u8 dir, int fd, __u64 msg)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!should_trace(id >> 32))
+		return 0;
+	struct u_msghdr m;
+	if (bpf_probe_read_user(&m, sizeof(m), (void *)msg)) {
+		count(CNT_ARGS_READ_FAIL);
+		return 0;
+	}
+	return enter_io(syscall, dir, IO_IOV, fd, m.iov, (__u32)m.iovlen, m.name, 0);
+}
+
+static __always_inline int enter_mmsg(__u32 syscall, __u8 dir, int fd, __u64 vec)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!should_trace(id >> 32))
+		return 0;
+	struct u_msghdr m;
+	if (bpf_probe_read_user(&m, sizeof(m), (void *)vec)) {
+		count(CNT_ARGS_READ_FAIL);
+		return 0;
+	}
+	return enter_io(syscall, dir, IO_IOV, fd, m.iov, (__u32)m.iovlen, m.name,
+			vec + __builtin_offsetof(struct u_mmsghdr, len));
+}
+
+/* Copy up to want bytes from an iovec array into s->data. */
+static __always_inline __u32 copy_iov(struct scratch *s, __u64 iovp, __u32 iovcnt, __u32 want)
+{
+	__u32 off = 0;
+	for (int i = 0; i < MAX_IOV; i++) {
+		if (i >= iovcnt || off >= want)
+			break;
+		struct u_iovec iov;
+		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(iovp + i * sizeof(iov)))) {
+			count(CNT_PAYLOAD_READ_FAIL);
+			break;
+		}
+		__u64 n = iov.len;
+		if (n > want - off)
+			n = want - off;
+		/* Redundant for logic; gives the verifier its bounds. */
+		if (n > MAX_PAYLOAD_LIMIT)
+			n = MAX_PAYLOAD_LIMIT;
+		off &= MAX_PAYLOAD_LIMIT - 1;
+		if (n == 0)
+			continue;
+		if (bpf_probe_read_user(&s->data[off], n, (void *)iov.base)) {
+			count(CNT_PAYLOAD_READ_FAIL);
+			break;
+		}
+		off += n;
+	}
+	if (off < want && iovcnt > MAX_IOV)
+		count(CNT_IOV_TRUNCATED);
+	return off;
+}
+
+static __always_inline __u64 trace_id_for(__u64 pid_tgid, __u64 sk, __u8 dir)
+{
+	struct thread_state *ts = bpf_map_lookup_elem(&thread_states, &pid_tgid);
+	__u64 tid = 0;
+	if (dir == DIR_INGRESS) {
+		/* Consecutive reads of one socket are one inbound message. */
+		if (ts && ts->has_last && ts->last_dir == DIR_INGRESS && ts->last_sk == sk &&
+		    ts->trace_id)
+			tid = ts->trace_id;
+		else
+			tid = next_id();
+	} else if (ts) {
+		tid = ts->trace_id;
+	}
+	if (ts) {
+		ts->trace_id = tid;
+		ts->last_sk = sk;
+		ts->last_dir = dir;
+		ts->has_last = 1;
+	} else {
+		struct thread_state n = {
+			.trace_id = tid, .last_sk = sk, .last_dir = dir, .has_last = 1,
+		};
+		if (bpf_map_update_elem(&thread_states, &pid_tgid, &n, BPF_ANY))
+			count(CNT_THREAD_STATE_FAIL);
+	}
+	return tid;
+}
+
+static __always_inline int exit_io(__u32 syscall, long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct active_io *p = bpf_map_lookup_elem(&active_io_map, &id);
+	if (!p)
+		return 0;
+	struct active_io io = *p;
+	bpf_map_delete_elem(&active_io_map, &id);
+	if (io.syscall != syscall || ret <= 0)
+		return 0;
+
+	__u32 bytes = (__u32)ret;
+	if (io.msglen_ptr) {
+		/* sendmmsg/recvmmsg return a message count: use message 0's length. */
+		if (bpf_probe_read_user(&bytes, sizeof(bytes), (void *)io.msglen_ptr)) {
+			count(CNT_ARGS_READ_FAIL);
+			return 0;
+		}
+		if (bytes == 0)
+			return 0;
+	}
+
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct scratch *s = bpf_map_lookup_elem(&scratch_buf, &cpu);
+	if (!s) {
+		count(CNT_SCRATCH_MISS);
+		return 0;
+	}
+	struct event_header *h = &s->h;
+	__builtin_memset(h, 0, sizeof(*h));
+	h->type = EVENT_DATA;
+	h->pid = id >> 32;
+	h->tid = (__u32)id;
+	h->fd = io.fd;
+	h->enter_ns = io.enter_ns;
+	h->exit_ns = bpf_ktime_get_ns();
+	h->sock = io.sk;
+	h->bytes = bytes;
+	h->tcp_seq = io.tcp_seq;
+	h->family = io.family;
+	h->l4 = io.l4;
+	h->dir = io.dir;
+	h->syscall = syscall;
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+	read_tuple((struct sock *)io.sk, io.family, h);
+	if (h->rport == 0 && io.addr)
+		read_user_peer(io.addr, h);
+
+	struct sock_state *ss = get_sock_state(io.sk);
+	if (ss) {
+		h->conn_uid = ss->conn_uid;
+		h->cap_seq = __sync_fetch_and_add(&ss->cap_seq, 1);
+	}
+	h->trace_id = trace_id_for(id, io.sk, io.dir);
+
+	__u32 want = bytes;
+	if (want > max_payload)
+		want = max_payload;
+	if (want > MAX_PAYLOAD_LIMIT)
+		want = MAX_PAYLOAD_LIMIT;
+	__u32 captured = 0;
+	if (io.kind == IO_BUF) {
+		if (bpf_probe_read_user(s->data, want, (void *)io.buf) == 0)
+			captured = want;
+		else
+			count(CNT_PAYLOAD_READ_FAIL);
+	} else {
+		captured = copy_iov(s, io.buf, io.iovcnt, want);
+	}
+	if (captured > MAX_PAYLOAD_LIMIT)
+		captured = MAX_PAYLOAD_LIMIT;
+	h->captured = captured;
+	if (bpf_ringbuf_output(&events, s, sizeof(*h) + captured, 0))
+		count(CNT_RINGBUF_FULL);
+	return 0;
+}
+
+static __always_inline void emit_header(struct event_header *h)
+{
+	if (bpf_ringbuf_output(&events, h, sizeof(*h), 0))
+		count(CNT_RINGBUF_FULL);
+}
+
+static __always_inline void fill_conn_event(struct event_header *h, __u32 type, __u64 id, int fd,
+					    struct sock *sk, __u16 family, __u8 l4)
+{
+	h->type = type;
+	h->pid = id >> 32;
+	h->tid = (__u32)id;
+	h->fd = fd;
+	h->enter_ns = bpf_ktime_get_ns();
+	h->exit_ns = h->enter_ns;
+	h->sock = (__u64)sk;
+	h->family = family;
+	h->l4 = l4;
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+static __always_inline int conn_opened(__u32 syscall, __u8 role, int fd)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!should_trace(id >> 32))
+		return 0;
+	__u16 family = 0;
+	__u8 l4 = 0;
+	struct sock *sk = fd_to_sock(fd, &family, &l4);
+	if (!sk)
+		return 0;
+	struct event_header h = {};
+	fill_conn_event(&h, EVENT_CONN, id, fd, sk, family, l4);
+	h.dir = role;
+	h.syscall = syscall;
+	read_tuple(sk, family, &h);
+	struct sock_state *ss = get_sock_state((__u64)sk);
+	if (ss)
+		h.conn_uid = ss->conn_uid;
+	emit_header(&h);
+	return 0;
+}
+
+#define ARG(ctx, n) ((ctx)->args[n])
+
+/* ---- read / write ---------------------------------------------------- */
+
+SEC("tracepoint/syscalls/sys_enter_read")
+int enter_read(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_io(SYS_READ, DIR_INGRESS, IO_BUF, ARG(ctx, 0), ARG(ctx, 1), 0, 0, 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_read")
+int exit_read(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_io(SYS_READ, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_write")
+int enter_write(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_io(SYS_WRITE, DIR_EGRESS, IO_BUF, ARG(ctx, 0), ARG(ctx, 1), 0, 0, 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_write")
+int exit_write(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_io(SYS_WRITE, ctx->ret);
+}
+
+/* ---- readv / writev -------------------------------------------------- */
+
+SEC("tracepoint/syscalls/sys_enter_readv")
+int enter_readv(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_io(SYS_READV, DIR_INGRESS, IO_IOV, ARG(ctx, 0), ARG(ctx, 1), ARG(ctx, 2), 0, 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_readv")
+int exit_readv(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_io(SYS_READV, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_writev")
+int enter_writev(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_io(SYS_WRITEV, DIR_EGRESS, IO_IOV, ARG(ctx, 0), ARG(ctx, 1), ARG(ctx, 2), 0, 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_writev")
+int exit_writev(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_io(SYS_WRITEV, ctx->ret);
+}
+
+/* ---- sendto / recvfrom ----------------------------------------------- */
+
+SEC("tracepoint/syscalls/sys_enter_sendto")
+int enter_sendto(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_io(SYS_SENDTO, DIR_EGRESS, IO_BUF, ARG(ctx, 0), ARG(ctx, 1), 0, ARG(ctx, 4), 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendto")
+int exit_sendto(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_io(SYS_SENDTO, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvfrom")
+int enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_io(SYS_RECVFROM, DIR_INGRESS, IO_BUF, ARG(ctx, 0), ARG(ctx, 1), 0, ARG(ctx, 4), 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvfrom")
+int exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_io(SYS_RECVFROM, ctx->ret);
+}
+
+/* ---- sendmsg / recvmsg ----------------------------------------------- */
+
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_msg(SYS_SENDMSG, DIR_EGRESS, ARG(ctx, 0), ARG(ctx, 1));
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmsg")
+int exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_io(SYS_SENDMSG, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_msg(SYS_RECVMSG, DIR_INGRESS, ARG(ctx, 0), ARG(ctx, 1));
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmsg")
+int exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_io(SYS_RECVMSG, ctx->ret);
+}
+
+/* ---- sendmmsg / recvmmsg (first message only) ------------------------ */
+
+SEC("tracepoint/syscalls/sys_enter_sendmmsg")
+int enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_mmsg(SYS_SENDMMSG, DIR_EGRESS, ARG(ctx, 0), ARG(ctx, 1));
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmmsg")
+int exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_io(SYS_SENDMMSG, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmmsg")
+int enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_mmsg(SYS_RECVMMSG, DIR_INGRESS, ARG(ctx, 0), ARG(ctx, 1));
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmmsg")
+int exit_recvmmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_io(SYS_RECVMMSG, ctx->ret);
+}
+
+/* ---- connect / accept / accept4 -------------------------------------- */
+
+struct pending_fd {
+	__s32 fd;
+	__u32 syscall;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct pending_fd);
+} pending_connect SEC(".maps");
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int enter_connect(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!should_trace(id >> 32))
+		return 0;
+	struct pending_fd p = { .fd = ARG(ctx, 0), .syscall = SYS_CONNECT };
+	if (bpf_map_update_elem(&pending_connect, &id, &p, BPF_ANY))
+		count(CNT_ACTIVE_UPDATE_FAIL);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct pending_fd *p = bpf_map_lookup_elem(&pending_connect, &id);
+	if (!p)
+		return 0;
+	int fd = p->fd;
+	bpf_map_delete_elem(&pending_connect, &id);
+	/* Non-blocking connects (Go, most event loops) return -EINPROGRESS;
+	 * the local port is bound by then, so the tuple is complete. */
+	if (ctx->ret != 0 && ctx->ret != -EINPROGRESS)
+		return 0;
+	return conn_opened(SYS_CONNECT, ROLE_CLIENT, fd);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	if (ctx->ret < 0)
+		return 0;
+	return conn_opened(SYS_ACCEPT, ROLE_SERVER, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int exit_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	if (ctx->ret < 0)
+		return 0;
+	return conn_opened(SYS_ACCEPT4, ROLE_SERVER, ctx->ret);
+}
+
+/* ---- close ----------------------------------------------------------- */
+
+/* Emitted at enter, while the fd still resolves. Only sockets that were
+ * seen (data or conn event) are reported. */
+SEC("tracepoint/syscalls/sys_enter_close")
+int enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!should_trace(id >> 32))
+		return 0;
+	int fd = ARG(ctx, 0);
+	__u16 family = 0;
+	__u8 l4 = 0;
+	struct sock *sk = fd_to_sock(fd, &family, &l4);
+	if (!sk)
+		return 0;
+	__u64 key = (__u64)sk;
+	struct sock_state *ss = bpf_map_lookup_elem(&sock_states, &key);
+	if (!ss)
+		return 0;
+	struct event_header h = {};
+	fill_conn_event(&h, EVENT_CLOSE, id, fd, sk, family, l4);
+	h.conn_uid = ss->conn_uid;
+	h.cap_seq = ss->cap_seq;
+	h.syscall = SYS_CLOSE;
+	bpf_map_delete_elem(&sock_states, &key);
+	emit_header(&h);
+	return 0;
+}
+
+/* ---- processes ------------------------------------------------------- */
+
+SEC("tracepoint/sched/sched_process_exec")
+int sched_exec(void *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!should_trace(id >> 32))
+		return 0;
+	struct event_header h = {};
+	h.type = EVENT_EXEC;
+	h.pid = id >> 32;
+	h.tid = (__u32)id;
+	h.enter_ns = bpf_ktime_get_ns();
+	h.exit_ns = h.enter_ns;
+	bpf_get_current_comm(h.comm, sizeof(h.comm));
+	emit_header(&h);
+	return 0;
+}
+
+SEC("tracepoint/sched/sched_process_exit")
+int sched_exit(void *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	/* Runs for every exiting thread: drop its per-thread state. */
+	bpf_map_delete_elem(&active_io_map, &id);
+	bpf_map_delete_elem(&thread_states, &id);
+	bpf_map_delete_elem(&pending_connect, &id);
+	__u32 tgid = id >> 32;
+	if ((__u32)id != tgid || !should_trace(tgid))
+		return 0;
+	struct event_header h = {};
+	h.type = EVENT_EXIT;
+	h.pid = tgid;
+	h.tid = (__u32)id;
+	h.enter_ns = bpf_ktime_get_ns();
+	h.exit_ns = h.enter_ns;
+	bpf_get_current_comm(h.comm, sizeof(h.comm));
+	emit_header(&h);
+	return 0;
+}

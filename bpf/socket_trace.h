@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Layouts shared between bpf/socket_trace.c and the Go loader
+ * (agent/capture/socktrace). bpf2go generates Go types for the structs
+ * named with -type; keep every field naturally aligned and padded so the
+ * C and Go layouts are identical without packing tricks. */
+#ifndef SIGHTLINE_SOCKET_TRACE_H
+#define SIGHTLINE_SOCKET_TRACE_H
+
+/* Upper bound of the load-time max_payload constant. The per-CPU scratch
+ * buffer holds twice this many bytes so the verifier can prove
+ * offset (< LIMIT) + length (<= LIMIT) stays in bounds while walking iovecs. */
+#define MAX_PAYLOAD_LIMIT 16384
+/* iovec entries walked for readv/writev/sendmsg/recvmsg. */
+#define MAX_IOV 32
+
+enum event_type {
+	EVENT_DATA = 1,
+	EVENT_CONN = 2,
+	EVENT_CLOSE = 3,
+	EVENT_EXEC = 4,
+	EVENT_EXIT = 5,
+};
+
+enum direction {
+	DIR_EGRESS = 0,
+	DIR_INGRESS = 1,
+};
+
+enum conn_role {
+	ROLE_CLIENT = 1, /* connect */
+	ROLE_SERVER = 2, /* accept, accept4 */
+};
+
+/* Drop/failure counters, one slot each in the per-CPU "counters" array. */
+enum counter {
+	CNT_RINGBUF_FULL = 0,     /* bpf_ringbuf_output failed: event lost */
+	CNT_SCRATCH_MISS,         /* per-CPU scratch lookup failed */
+	CNT_ACTIVE_UPDATE_FAIL,   /* could not stash syscall args at enter */
+	CNT_SOCK_STATE_FAIL,      /* could not create per-socket state */
+	CNT_THREAD_STATE_FAIL,    /* could not create per-thread state */
+	CNT_PAYLOAD_READ_FAIL,    /* bpf_probe_read_user of payload/iovec failed */
+	CNT_ARGS_READ_FAIL,       /* msghdr/mmsghdr/sockaddr read failed */
+	CNT_IOV_TRUNCATED,        /* more than MAX_IOV iovecs: payload prefix cut short */
+	CNT_MAX,
+};
+
+/* Syscall that produced an event (diagnostics; user space may ignore it). */
+enum syscall_kind {
+	SYS_READ = 1,
+	SYS_WRITE,
+	SYS_READV,
+	SYS_WRITEV,
+	SYS_SENDTO,
+	SYS_RECVFROM,
+	SYS_SENDMSG,
+	SYS_RECVMSG,
+	SYS_SENDMMSG,
+	SYS_RECVMMSG,
+	SYS_CONNECT,
+	SYS_ACCEPT,
+	SYS_ACCEPT4,
+	SYS_CLOSE,
+};
+
+/* Header of every ring buffer record. Data events are followed by
+ * `captured` payload bytes; other events are the header alone. */
+struct event_header {
+	__u32 type;      /* enum event_type */
+	__u32 pid;       /* tgid */
+	__u32 tid;
+	__s32 fd;
+	__u64 enter_ns;  /* bpf_ktime_get_ns at syscall enter (CLOCK_MONOTONIC) */
+	__u64 exit_ns;   /* ... at syscall exit; == enter_ns for point events */
+	__u64 sock;      /* struct sock pointer */
+	__u64 conn_uid;  /* per-socket id unique per boot, assigned on first sight */
+	__u64 trace_id;  /* thread-level syscall_trace_id */
+	__u32 bytes;     /* bytes transferred (syscall return) */
+	__u32 captured;  /* payload bytes following the header */
+	__u32 tcp_seq;   /* seq of the first byte (write_seq / copied_seq at enter) */
+	__u32 cap_seq;   /* per-socket capture sequence */
+	__u16 family;    /* AF_INET / AF_INET6 */
+	__u8 l4;         /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 dir;        /* enum direction (data) or enum conn_role (conn) */
+	__u16 lport;     /* host byte order */
+	__u16 rport;     /* host byte order */
+	__u8 laddr[16];  /* v4 in the first 4 bytes */
+	__u8 raddr[16];
+	char comm[16];
+	__u32 syscall;   /* enum syscall_kind */
+	__u32 _pad;
+};
+
+#endif
