@@ -647,3 +647,31 @@ func FuzzFeed(f *testing.F) {
 		}
 	})
 }
+
+// TestStatsConcurrent reads Stats while another goroutine feeds (run with -race).
+func TestStatsConcurrent(t *testing.T) {
+	a, _ := newTest(Config{}, fifoProto())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			a.Feed(ebpfSeg(uint64(i%7), capture.AtoB, i, "REQ 1\n"))
+		}
+	}()
+	var last uint64
+	for {
+		s := a.Stats()
+		if s.Segments < last {
+			t.Fatalf("segments went back from %d to %d", last, s.Segments)
+		}
+		last = s.Segments
+		select {
+		case <-done:
+			if s := a.Stats(); s.Segments != 200 || s.Requests != 200 {
+				t.Errorf("segments/requests = %d/%d, want 200/200", s.Segments, s.Requests)
+			}
+			return
+		default:
+		}
+	}
+}
