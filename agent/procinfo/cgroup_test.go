@@ -102,6 +102,11 @@ func TestParseCgroup(t *testing.T) {
 			in:   "0::/pod12345678-abcd-4ef0-9abc-def012345678\n",
 			want: CgroupIdentity{Path: "/pod12345678-abcd-4ef0-9abc-def012345678"},
 		},
+		{
+			name: "path relative to the reader's cgroup namespace",
+			in:   "0::/../../system.slice/docker-" + hexA + ".scope\n",
+			want: CgroupIdentity{Path: "/../../system.slice/docker-" + hexA + ".scope", ContainerID: hexA, Runtime: RuntimeDocker},
+		},
 		{name: "empty", in: "", want: CgroupIdentity{}},
 		{name: "garbage", in: "no colons here\n::\n\x00\xff:\n", want: CgroupIdentity{}},
 		{

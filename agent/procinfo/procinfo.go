@@ -71,6 +71,7 @@ type Stats struct {
 	Vanished      uint64 // lookups of pids with no /proc entry
 	Errors        uint64 // /proc reads that failed for other reasons (treated as absent)
 	Evictions     uint64 // entries dropped to stay within MaxEntries
+	RacedStores   uint64 // results not cached because a Forget/Invalidate ran during the read
 	Entries       int    // current cache size
 }
 
@@ -93,6 +94,10 @@ type Resolver struct {
 	entries map[uint32]*list.Element // of *entry
 	lru     list.List                // front = most recently used
 	stats   Stats
+	// gen advances on every Forget/Invalidate so that a /proc read that
+	// raced with one is returned but not cached (it may describe the
+	// process from before the exit or exec).
+	gen uint64
 }
 
 // New returns a Resolver; zero Options fields take their defaults.
@@ -129,6 +134,7 @@ func (r *Resolver) Lookup(pid uint32) (Info, bool) {
 	now := r.now()
 
 	r.mu.Lock()
+	gen := r.gen
 	var cached *entry
 	if el, ok := r.entries[pid]; ok {
 		e := el.Value.(*entry)
@@ -158,7 +164,7 @@ func (r *Resolver) Lookup(pid uint32) (Info, bool) {
 		r.stats.Revalidations++
 		r.mu.Unlock()
 		if err == nil && start == cached.info.StartTime {
-			r.store(pid, cached.info, true, now)
+			r.store(pid, cached.info, true, now, gen)
 			return cached.info, true
 		}
 		if err == nil {
@@ -179,7 +185,7 @@ func (r *Resolver) Lookup(pid uint32) (Info, bool) {
 		r.stats.Errors++
 	}
 	r.mu.Unlock()
-	r.store(pid, info, err == nil, now)
+	r.store(pid, info, err == nil, now, gen)
 	return info, err == nil
 }
 
@@ -187,6 +193,7 @@ func (r *Resolver) Lookup(pid uint32) (Info, bool) {
 func (r *Resolver) Forget(pid uint32) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.gen++
 	if el, ok := r.entries[pid]; ok {
 		r.lru.Remove(el)
 		delete(r.entries, pid)
@@ -229,7 +236,9 @@ func (r *Resolver) Hostname() (string, error) {
 	return h, nil
 }
 
-func (r *Resolver) store(pid uint32, info Info, present bool, now time.Time) {
+// store caches a lookup result unless a Forget/Invalidate happened since
+// generation gen was read.
+func (r *Resolver) store(pid uint32, info Info, present bool, now time.Time, gen uint64) {
 	ttl := r.ttl
 	if !present {
 		ttl = r.negTTL
@@ -237,6 +246,10 @@ func (r *Resolver) store(pid uint32, info Info, present bool, now time.Time) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.gen != gen {
+		r.stats.RacedStores++
+		return
+	}
 	if el, ok := r.entries[pid]; ok {
 		*el.Value.(*entry) = entry{pid: pid, info: info, present: present, expires: now.Add(ttl)}
 		r.lru.MoveToFront(el)

@@ -292,6 +292,23 @@ func TestInvalidateAndForget(t *testing.T) {
 	r.Forget(12345) // unknown pid: no-op
 }
 
+func TestForgetDuringReadIsNotCached(t *testing.T) {
+	r, clk := newTestResolver(t, Options{ProcRoot: fixtureRoot})
+	// A Lookup read /proc at generation gen; the process exited (Forget)
+	// before the result was stored.
+	r.mu.Lock()
+	gen := r.gen
+	r.mu.Unlock()
+	r.Forget(100)
+	r.store(100, Info{PID: 100, Name: "stale"}, true, clk.now(), gen)
+	if s := r.Stats(); s.Entries != 0 || s.RacedStores != 1 {
+		t.Errorf("stale result cached: %+v", s)
+	}
+	if info, _ := r.Lookup(100); info.Name != "nginx" {
+		t.Errorf("Lookup after raced store = %+v", info)
+	}
+}
+
 func TestHostname(t *testing.T) {
 	root := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(root, "sys", "kernel"), 0o755); err != nil {
