@@ -144,7 +144,7 @@ func matchEnumCall(toks []token, i, prev int) (enumCall, bool) {
 	var column string
 	for {
 		j = nextSignificant(toks, j+1)
-		if j < 0 || (toks[j].kind != tokIdent && toks[j].kind != tokQuotedIdent) {
+		if j < 0 || !isColumnName(toks[j]) {
 			return enumCall{}, false
 		}
 		ref.WriteString(toks[j].text)
@@ -166,6 +166,17 @@ func matchEnumCall(toks []token, i, prev int) (enumCall, bool) {
 		text.WriteString(toks[k].text)
 	}
 	return enumCall{text: text.String(), ref: ref.String(), column: column, end: j}, true
+}
+
+// isColumnName reports a bare or (properly terminated) quoted identifier.
+func isColumnName(t token) bool {
+	switch t.kind {
+	case tokIdent:
+		return true
+	case tokQuotedIdent:
+		return len(t.text) >= 2 && strings.HasSuffix(t.text, `"`) && endQuoted(t.text, 1, '"') == len(t.text)
+	}
+	return false
 }
 
 func identName(t token) string {
