@@ -155,15 +155,16 @@ func (p *Parser) target(m *l7.Message, raw []byte) {
 }
 
 // parseHeaders reads complete header lines (each ending in LF) from h, which
-// starts after the start line; a trailing incomplete line is ignored.
+// starts after the start line; a trailing incomplete line is ignored. It may
+// be called again for further lines of the same head.
 func (p *Parser) parseHeaders(h []byte, m *l7.Message, f *framing) {
-	f.contentLength = -1
 	tracePrio := 0
 	var b3Trace, b3Span, b3Parent []byte
+lines:
 	for len(h) > 0 {
 		nl := bytes.IndexByte(h, '\n')
 		if nl < 0 {
-			return
+			break
 		}
 		line := h[:nl]
 		h = h[nl+1:]
@@ -171,7 +172,7 @@ func (p *Parser) parseHeaders(h []byte, m *l7.Message, f *framing) {
 			line = line[:len(line)-1]
 		}
 		if len(line) == 0 {
-			return
+			break lines
 		}
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 || line[0] == ' ' || line[0] == '\t' {

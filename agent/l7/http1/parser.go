@@ -16,6 +16,7 @@ const (
 	maxChunkDigits  = 15 // 2^60 bytes: no real chunk is larger
 	pendingRequests = 32 // requests awaiting a response, per direction
 	keptHeadBuffer  = 4096
+	maxSkippedLine  = 1024 // header line buffered after a head overflowed
 )
 
 // Stats counts what a Parser saw, dropped and recovered from.
@@ -131,6 +132,7 @@ type direction struct {
 	trailer     int   // trailer bytes so far
 	sawCR       bool  // stChunkEnd: CR seen
 	headDFA     uint8 // stHeadSkip: progress through LF CR? LF
+	longLine    bool  // stHeadSkip: the current line is not fully buffered
 
 	lastEnd time.Time
 	pending methodQueue // methods of requests sent this way
@@ -230,13 +232,27 @@ func (p *Parser) step(d *direction, seg *capture.Segment, off int, emit func(*l7
 		return p.readHead(d, seg, off, emit)
 
 	case stHeadSkip:
+		// Lines after the overflow are still read, one bounded line at a
+		// time, so a late Content-Length or Transfer-Encoding keeps framing.
 		for off < len(data) {
 			c := data[off]
 			off++
 			d.wire++
 			d.seen++
+			if len(d.head) < maxSkippedLine {
+				d.head = append(d.head, c)
+			} else {
+				d.longLine = true
+			}
+			if c == '\n' {
+				if !d.longLine {
+					p.parseHeaders(d.head, d.msg, &d.fr)
+				}
+				d.head, d.longLine = d.head[:0], false
+			}
 			var done bool
 			if d.headDFA, done = headDFA(d.headDFA, c); done {
+				d.releaseHead()
 				p.startBody(d, seg, emit)
 				break
 			}
@@ -392,8 +408,12 @@ func (p *Parser) readHead(d *direction, seg *capture.Segment, off int, emit func
 		for _, c := range d.head[len(d.head)-3:] {
 			d.headDFA, _ = headDFA(d.headDFA, c)
 		}
+		// If the buffer ended mid-line, that line's tail is not a header.
+		longLine := d.head[len(d.head)-1] != '\n'
 		p.onHead(d, seg, d.head, true, emit)
-		d.releaseHead()
+		if d.state == stHeadSkip {
+			d.head, d.longLine = d.head[:0], longLine
+		}
 	}
 	return off + take
 }
@@ -426,7 +446,7 @@ func (p *Parser) onHead(d *direction, seg *capture.Segment, h []byte, truncated 
 // buildMessage turns head bytes into a Message. partial accepts a head cut
 // short (its last line, even the start line, may be incomplete).
 func (p *Parser) buildMessage(d *direction, h []byte, partial bool) (*l7.Message, framing, bool) {
-	var f framing
+	f := framing{contentLength: -1}
 	line, rest := h, []byte(nil)
 	if nl := bytes.IndexByte(h, '\n'); nl >= 0 {
 		line, rest = h[:nl], h[nl+1:]
