@@ -21,6 +21,7 @@ import (
 const (
 	DefaultMaxConns          = 65536
 	DefaultMaxPendingPerConn = 1024
+	DefaultMaxPending        = 1 << 18
 	DefaultInferenceAttempts = 4
 	DefaultIdleTimeout       = 5 * time.Minute
 	// DefaultRequestTimeout stands in for a Protocol whose Timeout is not positive.
@@ -43,6 +44,11 @@ type Config struct {
 	// MaxPendingPerConn bounds unanswered requests per connection; past it the
 	// oldest is reported as a timeout.
 	MaxPendingPerConn int
+	// MaxPending bounds unanswered requests over all connections, so memory
+	// stays bounded below MaxConns*MaxPendingPerConn. Past it a connection's
+	// oldest request is reported as a timeout to make room, or, if it has
+	// none, the new request itself is.
+	MaxPending int
 	// InferenceAttempts is how many segments with data a connection may show
 	// before, no protocol having claimed it, it is marked unknown.
 	InferenceAttempts int
@@ -64,6 +70,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.MaxPendingPerConn <= 0 {
 		cfg.MaxPendingPerConn = DefaultMaxPendingPerConn
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = DefaultMaxPending
 	}
 	if cfg.InferenceAttempts <= 0 {
 		cfg.InferenceAttempts = DefaultInferenceAttempts
@@ -104,6 +113,8 @@ type Assembler struct {
 	onMessage func(*l7.Message)
 
 	free []*l7.Message
+	// pendingTotal counts requests held over all connections.
+	pendingTotal int
 
 	stats counters
 }
@@ -352,11 +363,16 @@ func (a *Assembler) handleMessage(m *l7.Message) {
 	switch m.Type {
 	case l7.Request:
 		a.stats.requests.Add(1)
-		if len(c.pending) >= a.cfg.MaxPendingPerConn {
+		full := a.pendingTotal >= a.cfg.MaxPending
+		if len(c.pending) > 0 && (full || len(c.pending) >= a.cfg.MaxPendingPerConn) {
 			old := c.popPending(0)
 			a.stats.pendingDropped.Add(1)
 			a.emitRequestOnly(c, old)
 			a.release(old)
+		} else if full {
+			a.stats.pendingDropped.Add(1)
+			a.emitRequestOnly(c, m)
+			return
 		}
 		req := a.alloc()
 		*req = *m
@@ -388,6 +404,8 @@ func (a *Assembler) expirePending(c *conn, now time.Time) {
 }
 
 func (a *Assembler) alloc() *l7.Message {
+	a.pendingTotal++
+	a.stats.pending.Add(1)
 	if n := len(a.free); n > 0 {
 		m := a.free[n-1]
 		a.free[n-1] = nil
@@ -398,6 +416,8 @@ func (a *Assembler) alloc() *l7.Message {
 }
 
 func (a *Assembler) release(m *l7.Message) {
+	a.pendingTotal--
+	a.stats.pending.Add(-1)
 	*m = l7.Message{} // drop references (attributes) held by the slot
 	if len(a.free) < maxFreeMessages {
 		a.free = append(a.free, m)

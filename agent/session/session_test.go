@@ -575,7 +575,7 @@ func TestParserPanicIsContained(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	cfg := Config{}.withDefaults()
-	if cfg.MaxConns != 65536 || cfg.MaxPendingPerConn != 1024 || cfg.InferenceAttempts != 4 ||
+	if cfg.MaxConns != 65536 || cfg.MaxPendingPerConn != 1024 || cfg.MaxPending != 1<<18 || cfg.InferenceAttempts != 4 ||
 		cfg.IdleTimeout != 5*time.Minute || cfg.OrgID != 1 || cfg.TeamID != 1 || cfg.Now == nil || cfg.Logger == nil {
 		t.Errorf("defaults: %+v", cfg)
 	}
@@ -606,6 +606,9 @@ func TestBounded(t *testing.T) {
 	if s.ConnsEvicted != 92 || s.PendingDropped != 600 {
 		t.Errorf("evicted/dropped = %d/%d, want 92/600", s.ConnsEvicted, s.PendingDropped)
 	}
+	if s.Pending != 8*4 {
+		t.Errorf("Pending = %d, want %d", s.Pending, 8*4)
+	}
 	a.FlushAll(at(2000))
 	if got := len(*rows); got != 1000 {
 		t.Errorf("got %d rows, want every request reported once (1000)", got)
@@ -617,7 +620,7 @@ func FuzzFeed(f *testing.F) {
 	f.Add([]byte("Q 1\nQ 2\n"), []byte("A 2 0\nA 1 0\n"), uint8(3))
 	f.Add([]byte("RE"), []byte("\x00\xff"), uint8(7))
 	f.Fuzz(func(t *testing.T, req, resp []byte, flags uint8) {
-		a, rows := newTest(Config{MaxConns: 2, MaxPendingPerConn: 3, InferenceAttempts: 2}, fifoProto(), byIDProto())
+		a, rows := newTest(Config{MaxConns: 2, MaxPendingPerConn: 3, MaxPending: 4, InferenceAttempts: 2}, fifoProto(), byIDProto())
 		for i := range 4 {
 			conn := uint64(i % 3)
 			s := ebpfSeg(conn, capture.AtoB, i*10, string(req))
@@ -635,8 +638,8 @@ func FuzzFeed(f *testing.F) {
 		}
 		a.FlushAll(at(100000))
 		s := a.Stats()
-		if s.ConnsTracked != 0 {
-			t.Fatalf("%d conns tracked after FlushAll", s.ConnsTracked)
+		if s.ConnsTracked != 0 || s.Pending != 0 {
+			t.Fatalf("%d conns, %d requests tracked after FlushAll", s.ConnsTracked, s.Pending)
 		}
 		// Every request is reported exactly once.
 		if s.Requests != s.RowsSession+s.RowsRequest {
@@ -673,5 +676,31 @@ func TestStatsConcurrent(t *testing.T) {
 			return
 		default:
 		}
+	}
+}
+
+func TestMaxPendingTotal(t *testing.T) {
+	a, rows := newTest(Config{MaxPending: 3}, fifoProto())
+	a.Feed(ebpfSeg(1, capture.AtoB, 0, "REQ 1 res=/1a\nREQ 2 res=/1b\n"))
+	a.Feed(ebpfSeg(2, capture.AtoB, 1, "REQ 1 res=/2a\n"))
+	a.Feed(ebpfSeg(2, capture.AtoB, 2, "REQ 2 res=/2b\n")) // full: conn 2 gives up its oldest
+	a.Feed(ebpfSeg(3, capture.AtoB, 3, "REQ 1 res=/3a\n")) // full, conn 3 holds nothing: reported now
+	want := []summary{
+		{Type: flowlog.TypeRequest, Status: flowlog.StatusTimeout, Resource: "/2a", Code: -1, ReqID: -1, Start: at(1), End: at(1)},
+		{Type: flowlog.TypeRequest, Status: flowlog.StatusTimeout, Resource: "/3a", Code: -1, ReqID: -1, Start: at(3), End: at(3)},
+	}
+	if got := summarize(*rows); !reflect.DeepEqual(got, want) {
+		t.Fatalf("rows:\n got %+v\nwant %+v", got, want)
+	}
+	if s := a.Stats(); s.Pending != 3 || s.PendingDropped != 2 {
+		t.Errorf("pending/dropped = %d/%d, want 3/2", s.Pending, s.PendingDropped)
+	}
+	a.Feed(ebpfSeg(2, capture.BtoA, 4, "RESP 2 200\n"))
+	if got := summarize(*rows); len(got) != 3 || got[2].Resource != "/2b" || got[2].Type != flowlog.TypeSession {
+		t.Errorf("rows after response: %+v", got)
+	}
+	a.FlushAll(at(5))
+	if s := a.Stats(); s.Pending != 0 || len(*rows) != 5 {
+		t.Errorf("after flush: pending %d, rows %d; want 0, 5", s.Pending, len(*rows))
 	}
 }

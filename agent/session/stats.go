@@ -3,7 +3,7 @@ package session
 import "sync/atomic"
 
 // Stats are the Assembler's counters. Counts are totals since New, except
-// ConnsTracked, the current number of tracked connections.
+// the gauges ConnsTracked and Pending.
 type Stats struct {
 	Segments        uint64 // segments fed
 	SegmentsSkipped uint64 // segments of connections marked unknown, not parsed
@@ -21,7 +21,8 @@ type Stats struct {
 	Responses      uint64 // response messages from parsers
 	ParseFailed    uint64 // messages a parser marked StatusParseFailed
 	BadMessages    uint64 // messages neither request nor response, ignored
-	PendingDropped uint64 // requests pushed out at MaxPendingPerConn (emitted as timeouts)
+	Pending        int64  // requests waiting for their response now
+	PendingDropped uint64 // requests pushed out at MaxPendingPerConn or MaxPending (emitted as timeouts)
 	ParserPanics   uint64 // parser or inference panics (the connection is then skipped)
 
 	RowsSession  uint64 // type 2 rows
@@ -33,7 +34,7 @@ type Stats struct {
 // read from another goroutine than the one feeding.
 type counters struct {
 	segments, segmentsSkipped                          atomic.Uint64
-	connsTracked                                       atomic.Int64
+	connsTracked, pending                              atomic.Int64
 	connsOpened, connsInferred, inferenceFailures      atomic.Uint64
 	connsClosed, connsIdle, connsEvicted, connsFlushed atomic.Uint64
 	requests, responses, parseFailed, badMessages      atomic.Uint64
@@ -59,6 +60,7 @@ func (a *Assembler) Stats() Stats {
 		Responses:         s.responses.Load(),
 		ParseFailed:       s.parseFailed.Load(),
 		BadMessages:       s.badMessages.Load(),
+		Pending:           s.pending.Load(),
 		PendingDropped:    s.pendingDropped.Load(),
 		ParserPanics:      s.parserPanics.Load(),
 		RowsSession:       s.rowsSession.Load(),
