@@ -119,8 +119,10 @@ type Assembler struct {
 	stats counters
 }
 
-// New returns an Assembler that hands each row to emit. emit owns the row.
-// emit must not call back into the Assembler.
+// New returns an Assembler that hands each row to emit. emit owns the row;
+// its Attributes map may be the one a parser put in a Message, so parsers
+// must not change a map after emitting it. emit must not call back into the
+// Assembler, and runs inside the parser's panic guard.
 func New(cfg Config, emit func(*flowlog.L7FlowLog)) *Assembler {
 	if emit == nil {
 		emit = func(*flowlog.L7FlowLog) {}
