@@ -90,8 +90,8 @@ func TestDecode(t *testing.T) {
 	udpDgram := serialize(t, udp(), payload)
 	sll := func(et uint16, rest []byte) []byte {
 		h := make([]byte, 16)
-		binary.BigEndian.PutUint16(h[0:2], 0)     // to us
-		binary.BigEndian.PutUint16(h[2:4], 772)   // ARPHRD_LOOPBACK
+		binary.BigEndian.PutUint16(h[0:2], 0)      // to us
+		binary.BigEndian.PutUint16(h[2:4], 772)    // ARPHRD_LOOPBACK
 		binary.BigEndian.PutUint16(h[4:6], 0xffff) // hostile address length
 		binary.BigEndian.PutUint16(h[14:16], et)
 		return append(h, rest...)
