@@ -4,15 +4,19 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sightline-io/sightline/flowlog"
 	"github.com/sightline-io/sightline/wire/sightlinepb"
 )
 
 // ToProto converts a row to its wire form. Times are truncated to
-// microseconds, the contract's precision; an IPv6 zone is not carried. The
-// result shares the row's pointers and Attributes map (it is only marshalled).
+// microseconds, the contract's precision; an IPv6 zone is not carried.
+// Invalid UTF-8 in strings (captured payload bytes) is replaced with U+FFFD,
+// since protobuf refuses to marshal it and would fail the whole batch. The
+// result shares the row's pointers and, when valid, its Attributes map.
 func ToProto(r *flowlog.L7FlowLog) *sightlinepb.L7FlowLog {
 	return &sightlinepb.L7FlowLog{
 		Id:               r.ID,
@@ -21,30 +25,30 @@ func ToProto(r *flowlog.L7FlowLog) *sightlinepb.L7FlowLog {
 		EndTimeUs:        timeToMicros(r.EndTime),
 		ResponseDuration: r.ResponseDuration,
 
-		AgentId: r.AgentID,
-		Host:    r.Host,
+		AgentId: validUTF8(r.AgentID),
+		Host:    validUTF8(r.Host),
 		OrgId:   uint32(r.OrgID),
 		TeamId:  uint32(r.TeamID),
 
 		SignalSource:     uint32(r.SignalSource),
-		ObservationPoint: r.ObservationPoint,
+		ObservationPoint: validUTF8(r.ObservationPoint),
 
 		L7Protocol:    uint32(r.L7Protocol),
-		L7ProtocolStr: r.L7ProtocolStr,
-		Version:       r.Version,
+		L7ProtocolStr: validUTF8(r.L7ProtocolStr),
+		Version:       validUTF8(r.Version),
 		Type:          uint32(r.Type),
 		IsTls:         r.IsTLS,
 
-		RequestType:     r.RequestType,
-		RequestDomain:   r.RequestDomain,
-		RequestResource: r.RequestResource,
-		Endpoint:        r.Endpoint,
+		RequestType:     validUTF8(r.RequestType),
+		RequestDomain:   validUTF8(r.RequestDomain),
+		RequestResource: validUTF8(r.RequestResource),
+		Endpoint:        validUTF8(r.Endpoint),
 		RequestId:       r.RequestID,
 
 		ResponseStatus:    uint32(r.ResponseStatus),
 		ResponseCode:      r.ResponseCode,
-		ResponseException: r.ResponseException,
-		ResponseResult:    r.ResponseResult,
+		ResponseException: validUTF8(r.ResponseException),
+		ResponseResult:    validUTF8(r.ResponseResult),
 
 		RequestLength:        r.RequestLength,
 		ResponseLength:       r.ResponseLength,
@@ -53,11 +57,11 @@ func ToProto(r *flowlog.L7FlowLog) *sightlinepb.L7FlowLog {
 
 		SqlAffectedRows: r.SQLAffectedRows,
 
-		TraceId:      r.TraceID,
-		SpanId:       r.SpanID,
-		ParentSpanId: r.ParentSpanID,
-		XRequestId_0: r.XRequestID0,
-		XRequestId_1: r.XRequestID1,
+		TraceId:      validUTF8(r.TraceID),
+		SpanId:       validUTF8(r.SpanID),
+		ParentSpanId: validUTF8(r.ParentSpanID),
+		XRequestId_0: validUTF8(r.XRequestID0),
+		XRequestId_1: validUTF8(r.XRequestID1),
 
 		SyscallTraceIdRequest:  r.SyscallTraceIDRequest,
 		SyscallTraceIdResponse: r.SyscallTraceIDResponse,
@@ -78,12 +82,12 @@ func ToProto(r *flowlog.L7FlowLog) *sightlinepb.L7FlowLog {
 
 		ProcessId_0:    r.ProcessID0,
 		ProcessId_1:    r.ProcessID1,
-		ProcessKname_0: r.ProcessKName0,
-		ProcessKname_1: r.ProcessKName1,
-		ContainerId_0:  r.ContainerID0,
-		ContainerId_1:  r.ContainerID1,
+		ProcessKname_0: validUTF8(r.ProcessKName0),
+		ProcessKname_1: validUTF8(r.ProcessKName1),
+		ContainerId_0:  validUTF8(r.ContainerID0),
+		ContainerId_1:  validUTF8(r.ContainerID1),
 
-		Attributes: r.Attributes,
+		Attributes: validUTF8Map(r.Attributes),
 	}
 }
 
@@ -235,4 +239,27 @@ func addrToBytes(a netip.Addr) []byte {
 		return nil
 	}
 	return a.AsSlice()
+}
+
+// validUTF8 returns s, with invalid UTF-8 sequences replaced if it has any.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+// validUTF8Map returns m, or a repaired copy if a key or value is invalid
+// UTF-8 (the caller's map is not modified).
+func validUTF8Map(m map[string]string) map[string]string {
+	for k, v := range m {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			c := make(map[string]string, len(m))
+			for k, v := range m {
+				c[validUTF8(k)] = validUTF8(v)
+			}
+			return c
+		}
+	}
+	return m
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/sightline-io/sightline/flowlog"
 	"github.com/sightline-io/sightline/wire/sightlinepb"
 )
@@ -175,5 +177,40 @@ func TestFromProtoRejects(t *testing.T) {
 				t.Fatalf("err = %v, want containing %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// Parsers copy payload bytes into strings; invalid UTF-8 in any string column
+// must not make the batch unmarshalable (protobuf rejects it).
+func TestToProtoRepairsInvalidUTF8(t *testing.T) {
+	in := fillRow(t, 0)
+	v := reflect.ValueOf(&in).Elem()
+	for i := range v.NumField() {
+		if f := v.Field(i); f.Kind() == reflect.String {
+			f.SetString("bad\xff" + v.Type().Field(i).Name)
+		}
+	}
+	in.Attributes = map[string]string{"k\xfe": "v\xff", "ok": "fine"}
+
+	raw, err := proto.Marshal(&sightlinepb.L7Batch{AgentId: "a", Rows: []*sightlinepb.L7FlowLog{ToProto(&in)}})
+	if err != nil {
+		t.Fatalf("marshal row with invalid UTF-8: %v", err)
+	}
+	var batch sightlinepb.L7Batch
+	if err := proto.Unmarshal(raw, &batch); err != nil {
+		t.Fatal(err)
+	}
+	out, err := FromProto(batch.Rows[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "bad\uFFFDRequestResource"; out.RequestResource != want {
+		t.Errorf("request_resource = %q, want %q", out.RequestResource, want)
+	}
+	if got := out.Attributes["k\uFFFD"]; got != "v\uFFFD" {
+		t.Errorf("attributes = %q", out.Attributes)
+	}
+	if _, ok := in.Attributes["k\xfe"]; !ok || len(in.Attributes) != 2 {
+		t.Errorf("caller's attributes modified: %q", in.Attributes)
 	}
 }

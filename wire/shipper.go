@@ -135,8 +135,9 @@ type Shipper struct {
 
 	// wake is signalled (without blocking) when a full batch is queued.
 	wake chan struct{}
-	// sendMu keeps one call in flight across Run and Flush.
-	sendMu sync.Mutex
+	// sendSlot keeps one call in flight across Run and Flush; a channel
+	// rather than a mutex so that waiting for it honours a context.
+	sendSlot chan struct{}
 	// running guards against two concurrent Run loops.
 	running atomic.Bool
 
@@ -190,11 +191,12 @@ func NewShipper(target string, opts ShipperOptions) (*Shipper, error) {
 		return nil, fmt.Errorf("grpc client for %q: %w", target, err)
 	}
 	s := &Shipper{
-		opts:   opts,
-		log:    opts.Logger.With("component", "wire.shipper", "target", target),
-		conn:   conn,
-		client: sightlinepb.NewIngestClient(conn),
-		wake:   make(chan struct{}, 1),
+		opts:     opts,
+		log:      opts.Logger.With("component", "wire.shipper", "target", target),
+		conn:     conn,
+		client:   sightlinepb.NewIngestClient(conn),
+		wake:     make(chan struct{}, 1),
+		sendSlot: make(chan struct{}, 1),
 		sendErrorsBy: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sightline_wire_shipper_send_errors_total",
 			Help: "Failed PushL7 attempts by gRPC status code, retried or not.",
@@ -377,18 +379,19 @@ func (s *Shipper) drain(ctx context.Context, partial bool) {
 		s.mu.Unlock()
 	}
 	for n := 0; limit < 0 || n < limit; n++ {
-		if ctx.Err() != nil {
+		select {
+		case s.sendSlot <- struct{}{}:
+		case <-ctx.Done():
 			return
 		}
-		s.sendMu.Lock()
 		c := s.takeChunk(partial)
 		if c == nil {
-			s.sendMu.Unlock()
+			<-s.sendSlot
 			return
 		}
 		done := s.deliver(ctx, c)
 		s.finishChunk(c, done)
-		s.sendMu.Unlock()
+		<-s.sendSlot
 	}
 }
 

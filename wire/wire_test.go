@@ -567,3 +567,53 @@ func TestRunTwice(t *testing.T) {
 		t.Error("second concurrent Run did not fail")
 	}
 }
+
+// While the server is down, Flush gives up at its deadline instead of waiting
+// behind the retrying sender, and stopping Run mid-retry puts the batch back:
+// a later Flush delivers every row.
+func TestFlushAndStopDuringOutageKeepRows(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+
+	sh := newTestShipper(t, addr, ShipperOptions{
+		BatchSize: 10, FlushInterval: 5 * time.Millisecond,
+		RetryMinBackoff: 5 * time.Millisecond, RetryMaxBackoff: 20 * time.Millisecond,
+		MaxRetryElapsed: time.Hour,
+	})
+	runCtx, stopRun := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- sh.Run(runCtx) }()
+	sh.Enqueue(makeRows(t, 30)...)
+	waitUntil(t, func() bool { return sh.Stats().SendErrors >= 2 })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	err = sh.Flush(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Flush during outage = %v, want DeadlineExceeded", err)
+	}
+	stopRun()
+	if err := <-runDone; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if st := sh.Stats(); st.Queued != 30 || st.RowsSent != 0 {
+		t.Fatalf("after stopping Run: %+v, want all 30 rows still queued", st)
+	}
+
+	sink := newCollectSink()
+	startServer(t, addr, sink.insert, ReceiverOptions{})
+	ctx, cancel = context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := sh.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := sink.snapshot()
+	sortByID(got)
+	if len(got) != 30 || got[0].ID != 1 || got[29].ID != 30 {
+		t.Errorf("delivered %d rows after restart, want ids 1..30", len(got))
+	}
+}
