@@ -46,14 +46,14 @@ type Handler interface {
 // Stats are the tracer's counters since New.
 type Stats struct {
 	// Kernel counters, summed over CPUs.
-	RingbufFull       uint64 // events lost: ring buffer full
-	ScratchMiss       uint64 // per-CPU scratch unavailable: event lost
-	ActiveUpdateFail  uint64 // syscall args not stashed at enter: event lost
-	SockStateFail     uint64 // no per-socket state: event without conn_uid/cap_seq
-	ThreadStateFail   uint64 // no per-thread state: syscall_trace_id chain broken
-	PayloadReadFail   uint64 // payload prefix not (fully) read
-	ArgsReadFail      uint64 // msghdr/mmsghdr/sockaddr not read: event lost or peer unknown
-	IOVTruncated      uint64 // more iovecs than walked: payload prefix short
+	RingbufFull      uint64 // events lost: ring buffer full
+	ScratchMiss      uint64 // per-CPU scratch unavailable: event lost
+	ActiveUpdateFail uint64 // syscall args not stashed at enter: event lost
+	SockStateFail    uint64 // no per-socket state: event without conn_uid/cap_seq
+	ThreadStateFail  uint64 // no per-thread state: syscall_trace_id chain broken
+	PayloadReadFail  uint64 // payload prefix not (fully) read
+	ArgsReadFail     uint64 // msghdr/mmsghdr/sockaddr not read: event lost or peer unknown
+	IOVTruncated     uint64 // more iovecs than walked: payload prefix short
 	// User-space counters.
 	EventsRead   uint64
 	Segments     uint64
