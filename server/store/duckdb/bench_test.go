@@ -2,13 +2,20 @@ package duckdb
 
 import (
 	"context"
+	"fmt"
 	"testing"
 )
 
-// BenchmarkInsertL7 appends 1000-row batches and reports rows/s.
+// BenchmarkInsertL7 appends batches (1000 rows unless named otherwise) and reports rows/s.
 func BenchmarkInsertL7(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) { benchmarkInsertL7(b, n) })
+	}
+}
+
+func benchmarkInsertL7(b *testing.B, batch int) {
 	s := openTestStore(b, b.TempDir(), Options{})
-	rows := testRows(1000)
+	rows := testRows(batch)
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
