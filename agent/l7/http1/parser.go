@@ -239,7 +239,7 @@ func (p *Parser) step(d *direction, seg *capture.Segment, off int, emit func(*l7
 			off++
 			d.wire++
 			d.seen++
-			if len(d.head) < maxSkippedLine {
+			if len(d.head) < min(maxSkippedLine, p.maxHead) {
 				d.head = append(d.head, c)
 			} else {
 				d.longLine = true
