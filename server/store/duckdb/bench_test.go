@@ -8,7 +8,7 @@ import (
 
 // BenchmarkInsertL7 appends batches (1000 rows unless named otherwise) and reports rows/s.
 func BenchmarkInsertL7(b *testing.B) {
-	for _, n := range []int{1000, 10000} {
+	for _, n := range []int{100, 1000, 10000} {
 		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) { benchmarkInsertL7(b, n) })
 	}
 }
