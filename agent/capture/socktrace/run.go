@@ -107,8 +107,13 @@ func (t *Tracer) Stats() Stats {
 // (returns nil), calling h on this goroutine. Run must not be called
 // concurrently with itself.
 func (t *Tracer) Run(ctx context.Context, h Handler) error {
-	t.reader.SetDeadline(time.Time{})
-	stop := context.AfterFunc(ctx, func() { t.reader.SetDeadline(time.Now()) })
+	// Flush, not SetDeadline, wakes a ReadInto blocked on a quiet ring:
+	// SetDeadline takes the lock ReadInto holds while it waits.
+	stop := context.AfterFunc(ctx, func() {
+		if err := t.reader.Flush(); err != nil {
+			t.log.Warn("socktrace: wake ring buffer reader", "err", err)
+		}
+	})
 	defer stop()
 
 	d := decoder{clock: t.clock, comms: newCommCache(commCacheSize)}
@@ -116,7 +121,7 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 	for {
 		if err := t.reader.ReadInto(&rec); err != nil {
 			switch {
-			case errors.Is(err, os.ErrDeadlineExceeded):
+			case errors.Is(err, ringbuf.ErrFlushed), errors.Is(err, os.ErrDeadlineExceeded):
 				if ctx.Err() != nil {
 					return nil
 				}

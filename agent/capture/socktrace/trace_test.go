@@ -539,3 +539,60 @@ func TestStatsCountEvents(t *testing.T) {
 		t.Errorf("kernel dropped events in a quiet test: %+v", st)
 	}
 }
+
+// TestMaxPayloadLimitAndRingFull loads the largest payload setting (the
+// verifier sees other bounds than with the default), checks a 16 KiB prefix
+// gathered across iovecs, then stops reading and checks that a full ring
+// buffer drops events and counts them.
+func TestMaxPayloadLimitAndRingFull(t *testing.T) {
+	tr, err := New(Config{
+		MaxPayload:      MaxPayloadLimit,
+		RingBufferBytes: 64 << 10,
+		OnlyPIDs:        []uint32{uint32(os.Getpid())},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	rec := newRecorder()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Run(ctx, rec) }()
+
+	client, server := tcpPair(t, "tcp4", "127.0.0.1:0")
+	cport, sport := port(client.LocalAddr()), port(server.LocalAddr())
+	parts := [][]byte{
+		bytes.Repeat([]byte("a"), 7000), bytes.Repeat([]byte("b"), 7000), bytes.Repeat([]byte("c"), 7000),
+	}
+	all := bytes.Join(parts, nil)
+	crc, err := client.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := doWrite(t, crc, func(fd int) (int, error) { return unix.Writev(fd, parts) }); n != len(all) {
+		t.Fatalf("writev wrote %d of %d", n, len(all))
+	}
+	if _, err := io.ReadFull(server, make([]byte, len(all))); err != nil {
+		t.Fatal(err)
+	}
+	s := rec.waitSegment(t, "16 KiB prefix", byConn(cport, sport, capture.AtoB, all[:MaxPayloadLimit]))
+	if s.Len != len(all) {
+		t.Errorf("Len %d, want %d", s.Len, len(all))
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Nobody reads now: 64 KiB of ring holds only a few 16 KiB records.
+	before := tr.Stats().RingbufFull
+	go io.Copy(io.Discard, server)
+	for range 32 {
+		if _, err := client.Write(all[:MaxPayloadLimit]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := tr.Stats().RingbufFull; got <= before {
+		t.Errorf("ring buffer full drops %d -> %d, want an increase", before, got)
+	}
+}
