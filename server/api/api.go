@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -199,19 +200,14 @@ func (h *handler) query(w http.ResponseWriter, r *http.Request) {
 }
 
 // readSQL extracts the statement from a JSON body, a form, or the URL.
+// A JSON object is accepted whatever the Content-Type says, because
+// `curl -d '{"sql": ...}'` labels it as a form.
 func readSQL(r *http.Request, maxMemory int64) (string, error) {
 	if r.Method == http.MethodGet {
 		return r.URL.Query().Get("sql"), nil
 	}
 	mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	switch mediaType {
-	case "application/x-www-form-urlencoded":
-		// Not ParseMultipartForm: it drops ParseForm's error (e.g. body too large).
-		if err := r.ParseForm(); err != nil {
-			return "", fmt.Errorf("parse form: %w", err)
-		}
-		return r.FormValue("sql"), nil
-	case "multipart/form-data":
+	if mediaType == "multipart/form-data" {
 		if err := r.ParseMultipartForm(maxMemory); err != nil {
 			return "", fmt.Errorf("parse form: %w", err)
 		}
@@ -221,11 +217,19 @@ func readSQL(r *http.Request, maxMemory int64) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read body: %w", err)
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
+	trimmed := bytes.TrimSpace(body)
+	switch {
+	case len(trimmed) == 0:
 		return r.URL.Query().Get("sql"), nil
+	case mediaType == "application/x-www-form-urlencoded" && trimmed[0] != '{':
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			return "", fmt.Errorf("parse form: %w", err)
+		}
+		return form.Get("sql"), nil
 	}
 	var req QueryRequest
-	if err := json.Unmarshal(body, &req); err != nil {
+	if err := json.Unmarshal(trimmed, &req); err != nil {
 		return "", fmt.Errorf("invalid JSON body: %w", err)
 	}
 	return req.SQL, nil

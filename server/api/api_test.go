@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -203,6 +204,16 @@ func TestQueryFormAndURLParameter(t *testing.T) {
 	}
 	if status, got := decode(t, resp); status != http.StatusOK || !reflect.DeepEqual(got.Rows, want) {
 		t.Errorf("form: %d %v %s", status, got.Rows, got.Error)
+	}
+
+	// curl -d '{"sql": ...}' sends JSON labelled as a form.
+	body, _ := json.Marshal(QueryRequest{SQL: q})
+	resp, err = http.Post(srv.URL+"/api/v1/query", "application/x-www-form-urlencoded", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, got := decode(t, resp); status != http.StatusOK || !reflect.DeepEqual(got.Rows, want) {
+		t.Errorf("JSON sent as a form: %d %v %s", status, got.Rows, got.Error)
 	}
 
 	for _, method := range []string{http.MethodGet, http.MethodPost} {
