@@ -1,0 +1,210 @@
+// Package agent is the live capture pipeline on one host: the eBPF socket
+// tracer feeds the session layer, rows are enriched with process identity and
+// handed to the wire shipper. Nothing here ever blocks the traced processes:
+// a slow consumer fills the kernel ring buffer (counted drops) and a slow
+// server fills the shipper's queue (counted drops).
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sightline-io/sightline/agent/capture"
+	"github.com/sightline-io/sightline/agent/capture/socktrace"
+	"github.com/sightline-io/sightline/agent/l7/registry"
+	"github.com/sightline-io/sightline/agent/procinfo"
+	"github.com/sightline-io/sightline/agent/session"
+	"github.com/sightline-io/sightline/flowlog"
+	"github.com/sightline-io/sightline/internal/promstats"
+	"github.com/sightline-io/sightline/wire"
+)
+
+// Config configures an Agent.
+type Config struct {
+	// Server is the gRPC address of the Sightline server (host:port).
+	Server string
+	// AgentID names this agent in every row (default: host name).
+	AgentID string
+	// Host is the host column (default: host name).
+	Host string
+	// MaxPayload is how many bytes of each syscall's payload are captured (default 1024, max 16384).
+	MaxPayload int
+	// RingBufferBytes sizes the kernel→user ring buffer (default 8 MiB).
+	RingBufferBytes int
+	// ExcludePIDs are never traced; the agent's own process is always excluded.
+	ExcludePIDs []uint32
+	// RequestTimeout is how long a request waits for its response before it
+	// is stored as a Timeout (0: the protocol's default, 120 s for HTTP).
+	RequestTimeout time.Duration
+	// ExpireEvery is how often pending requests are checked for timeouts (default 1 s).
+	ExpireEvery time.Duration
+	// Registerer receives the agent's metrics (nil: none).
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Agent runs the capture pipeline until its context ends.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	tracer  *socktrace.Tracer
+	shipper *wire.Shipper
+	procs   *procinfo.Resolver
+
+	// mu serialises the session Assembler: the ring-buffer reader feeds it and
+	// the expiry ticker expires it.
+	mu  sync.Mutex
+	asm *session.Assembler
+}
+
+// New loads and attaches the eBPF programs and connects the shipper. The
+// caller must call Run (which releases everything when it returns).
+func New(cfg Config) (*Agent, error) {
+	if cfg.Server == "" {
+		return nil, errors.New("agent: no server address")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ExpireEvery <= 0 {
+		cfg.ExpireEvery = time.Second
+	}
+	hostname, _ := os.Hostname()
+	if cfg.Host == "" {
+		cfg.Host = hostname
+	}
+	if cfg.AgentID == "" {
+		cfg.AgentID = cfg.Host
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger, procs: procinfo.New(procinfo.Options{})}
+	shipper, err := wire.NewShipper(cfg.Server, wire.ShipperOptions{
+		AgentID:    cfg.AgentID,
+		Registerer: cfg.Registerer,
+		Logger:     cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("agent: shipper: %w", err)
+	}
+	a.shipper = shipper
+	a.asm = session.New(session.Config{
+		Protocols: registry.New(registry.Config{RequestTimeout: cfg.RequestTimeout}),
+		AgentID:   cfg.AgentID,
+		Host:      cfg.Host,
+		Logger:    cfg.Logger,
+	}, a.emit)
+
+	tracer, err := socktrace.New(socktrace.Config{
+		MaxPayload:      cfg.MaxPayload,
+		RingBufferBytes: cfg.RingBufferBytes,
+		ExcludeSelf:     true,
+		ExcludePIDs:     cfg.ExcludePIDs,
+	})
+	if err != nil {
+		shipper.Close()
+		return nil, fmt.Errorf("agent: socket tracer: %w", err)
+	}
+	a.tracer = tracer
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(
+			promstats.New("sightline_agent_socktrace", func() any { return a.tracer.Stats() }),
+			promstats.New("sightline_agent_session", func() any {
+				a.mu.Lock()
+				defer a.mu.Unlock()
+				return a.asm.Stats()
+			}),
+			promstats.New("sightline_agent_procinfo", func() any { return a.procs.Stats() }),
+		)
+	}
+	return a, nil
+}
+
+// Run captures until ctx is done, then flushes pending sessions and queued
+// rows (bounded by a shutdown timeout) and detaches from the kernel.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.tracer.Close()
+	shipCtx, stopShip := context.WithCancel(context.Background())
+	shipDone := make(chan struct{})
+	go func() {
+		defer close(shipDone)
+		a.shipper.Run(shipCtx)
+	}()
+
+	tick := time.NewTicker(a.cfg.ExpireEvery)
+	defer tick.Stop()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				a.mu.Lock()
+				a.asm.Expire(now)
+				a.mu.Unlock()
+			}
+		}
+	}()
+
+	a.log.Info("agent capturing", "server", a.cfg.Server, "agent_id", a.cfg.AgentID)
+	err := a.tracer.Run(ctx, handler{a})
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+
+	// Shutdown: everything pending becomes rows, then the shipper drains.
+	a.mu.Lock()
+	a.asm.FlushAll(time.Now())
+	a.mu.Unlock()
+	flushCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if ferr := a.shipper.Flush(flushCtx); ferr != nil {
+		a.log.Warn("agent: flush at shutdown incomplete", "err", ferr)
+	}
+	stopShip()
+	<-shipDone
+	a.shipper.Close()
+	return err
+}
+
+// emit enriches a row with process identity and queues it for shipping.
+// It runs under a.mu (called by the Assembler).
+func (a *Agent) emit(row *flowlog.L7FlowLog) {
+	if row.ProcessID0 != 0 {
+		if info, ok := a.procs.Lookup(row.ProcessID0); ok {
+			row.ContainerID0 = info.ContainerID
+		}
+	}
+	if row.ProcessID1 != 0 {
+		if info, ok := a.procs.Lookup(row.ProcessID1); ok {
+			row.ContainerID1 = info.ContainerID
+		}
+	}
+	a.shipper.Enqueue(*row)
+}
+
+// handler adapts the Agent to socktrace.Handler.
+type handler struct{ a *Agent }
+
+func (h handler) Segment(seg *capture.Segment) {
+	h.a.mu.Lock()
+	h.a.asm.Feed(seg)
+	h.a.mu.Unlock()
+}
+
+func (h handler) Closed(c capture.Closed) {
+	h.a.mu.Lock()
+	h.a.asm.CloseConn(c)
+	h.a.mu.Unlock()
+}
+
+func (h handler) ConnOpened(socktrace.ConnInfo) {}
+
+func (h handler) ProcessExec(pid uint32) { h.a.procs.Invalidate(pid) }
+
+func (h handler) ProcessExit(pid uint32) { h.a.procs.Forget(pid) }
