@@ -1,0 +1,176 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sightline-io/sightline/agent"
+	"github.com/sightline-io/sightline/server"
+)
+
+const shutdownTimeout = 15 * time.Second
+
+type serverFlags struct {
+	dataDir, listen, grpcListen string
+	retention                   time.Duration
+}
+
+func (f *serverFlags) register(fs interface {
+	StringVar(*string, string, string, string)
+	DurationVar(*time.Duration, string, time.Duration, string)
+}) {
+	fs.StringVar(&f.dataDir, "data-dir", "./sightline-data", "directory for the embedded DuckDB store")
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:7070", "HTTP API address (query, /healthz, /metrics)")
+	fs.StringVar(&f.grpcListen, "grpc-listen", "127.0.0.1:7071", "gRPC address agents ship to")
+	fs.DurationVar(&f.retention, "retention", 7*24*time.Hour, "delete rows older than this")
+}
+
+func (f *serverFlags) config(reg *prometheus.Registry, log *slog.Logger) server.Config {
+	return server.Config{DataDir: f.dataDir, Listen: f.listen, GRPCListen: f.grpcListen,
+		Retention: f.retention, Registry: reg, Logger: log}
+}
+
+type agentFlags struct {
+	maxPayload, ringBytes int
+	agentID               string
+	requestTimeout        time.Duration
+}
+
+func (f *agentFlags) register(fs interface {
+	StringVar(*string, string, string, string)
+	IntVar(*int, string, int, string)
+	DurationVar(*time.Duration, string, time.Duration, string)
+}) {
+	fs.IntVar(&f.maxPayload, "max-payload", 1024, "bytes of each syscall's payload to capture (up to 16384)")
+	fs.IntVar(&f.ringBytes, "ring-buffer", 8<<20, "kernel ring buffer size in bytes (power of two)")
+	fs.StringVar(&f.agentID, "agent-id", "", "agent id in every row (default: host name)")
+	fs.DurationVar(&f.requestTimeout, "request-timeout", 120*time.Second,
+		"a request without a response after this long is stored with response_status 2 (Timeout)")
+}
+
+func (f *agentFlags) config(server string, reg prometheus.Registerer, log *slog.Logger) agent.Config {
+	return agent.Config{Server: server, AgentID: f.agentID, MaxPayload: f.maxPayload,
+		RingBufferBytes: f.ringBytes, RequestTimeout: f.requestTimeout, Registerer: reg, Logger: log}
+}
+
+func newLogger(stderr io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("server", "[flags]",
+		"Runs the Sightline server: gRPC ingest from agents, the embedded DuckDB store, and the HTTP API\n"+
+			"(POST /api/v1/query, GET /healthz, GET /metrics).", stderr)
+	var sf serverFlags
+	sf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log := newLogger(stderr)
+	srv, err := server.Start(ctx, sf.config(prometheus.NewRegistry(), log))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "sightline server: API on http://%s, agent ingest on %s, data in %s\n", srv.HTTPAddr(), srv.GRPCAddr(), sf.dataDir)
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-srv.Err():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && serveErr == nil {
+		serveErr = err
+	}
+	return serveErr
+}
+
+func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("agent", "[flags]",
+		"Runs the eBPF agent on this host (needs root) and ships l7_flow_log rows to a server.", stderr)
+	serverAddr := fs.String("server", "127.0.0.1:7071", "server's gRPC ingest address")
+	metricsListen := fs.String("metrics-listen", "", "serve the agent's own /metrics here (e.g. 127.0.0.1:7072); empty = off")
+	var af agentFlags
+	af.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log := newLogger(stderr)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a, err := agent.New(af.config(*serverAddr, reg, log))
+	if err != nil {
+		return err
+	}
+	if *metricsListen != "" {
+		ms := &http.Server{Addr: *metricsListen, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := ms.ListenAndServe(); err != nil && err != http.ErrServerClosed {
+				log.Error("agent metrics listener", "err", err)
+			}
+		}()
+		defer ms.Close()
+	}
+	fmt.Fprintf(stdout, "sightline agent: capturing, shipping to %s\n", *serverAddr)
+	return a.Run(ctx)
+}
+
+func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("up", "[flags]",
+		"Runs the server and the agent for this host in one process (needs root). Ctrl-C flushes and stops.", stderr)
+	var sf serverFlags
+	sf.register(fs)
+	var af agentFlags
+	af.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log := newLogger(stderr)
+	reg := prometheus.NewRegistry()
+	srv, err := server.Start(ctx, sf.config(reg, log))
+	if err != nil {
+		return err
+	}
+	stopServer := func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	}
+	a, err := agent.New(af.config(srv.GRPCAddr(), reg, log))
+	if err != nil {
+		stopServer()
+		return err
+	}
+	fmt.Fprintf(stdout, "sightline up: API on http://%s (try: sightline query --server http://%s \"SELECT request_type, request_resource, response_code FROM l7_flow_log\"), data in %s\n",
+		srv.HTTPAddr(), srv.HTTPAddr(), sf.dataDir)
+
+	agentCtx, stopAgent := context.WithCancel(ctx)
+	defer stopAgent()
+	agentDone := make(chan error, 1)
+	go func() { agentDone <- a.Run(agentCtx) }()
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-srv.Err():
+	case runErr = <-agentDone:
+		agentDone <- runErr
+	}
+	// Agent first, so its flush lands in the still-running server.
+	stopAgent()
+	if err := <-agentDone; err != nil && runErr == nil {
+		runErr = err
+	}
+	if err := stopServer(); err != nil && runErr == nil {
+		runErr = err
+	}
+	fmt.Fprintln(stdout, "sightline up: stopped")
+	return runErr
+}
