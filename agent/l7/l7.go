@@ -22,10 +22,10 @@ const (
 type Inference uint8
 
 const (
-	NotMine     Inference = iota // not this protocol
-	IsRequest                    // these bytes are a request of this protocol
-	IsResponse                   // these bytes are a response of this protocol
-	NeedMore                     // too few bytes to tell; ask again with the next segment
+	NotMine    Inference = iota // not this protocol
+	IsRequest                   // these bytes are a request of this protocol
+	IsResponse                  // these bytes are a response of this protocol
+	NeedMore                    // too few bytes to tell; ask again with the next segment
 )
 
 // Matching says how a protocol pairs requests with responses.
