@@ -64,6 +64,7 @@ func startNginx(ctx context.Context, workers int) (*nginx, error) {
 	}
 	conf := fmt.Sprintf(`daemon off;
 master_process on;
+user root;
 worker_processes %d;
 pid %[2]s/nginx.pid;
 error_log %[2]s/error.log warn;

@@ -20,6 +20,7 @@ import (
 	"github.com/google/gopacket/pcapgo"
 
 	"github.com/sightline-io/sightline/flowlog"
+	"github.com/sightline-io/sightline/internal/testcapture"
 	"github.com/sightline-io/sightline/packet/decode"
 	"github.com/sightline-io/sightline/packet/pcapfile"
 )
@@ -431,4 +432,24 @@ func TestReplayCancelled(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+// BenchmarkReplay replays a generated capture of 50 keep-alive connections
+// with 100 GET/200 exchanges each, to JSON lines.
+func BenchmarkReplay(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "http.pcap")
+	const conns, perConn = 50, 100
+	if err := testcapture.WriteHTTP(path, conns, perConn); err != nil {
+		b.Fatal(err)
+	}
+	st, _ := os.Stat(path)
+	b.SetBytes(st.Size())
+	b.ReportAllocs()
+	for b.Loop() {
+		s, err := Run(context.Background(), path, io.Discard, Options{})
+		if err != nil || s.Rows != conns*perConn {
+			b.Fatalf("rows %d, err %v", s.Rows, err)
+		}
+	}
+	b.ReportMetric(float64(conns*perConn*b.N)/b.Elapsed().Seconds(), "rows/s")
 }
