@@ -32,6 +32,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Load-time constants, rewritten by the Go loader. */
 volatile const __u32 max_payload = 1024;
 volatile const __u8 only_traced_pids = 0;
+/* Wake the reader only once this many bytes wait in the ring buffer; below
+ * it the reader finds them on its own poll timer. Waking it per event (the
+ * default when it has caught up) costs a wakeup and a context switch per
+ * syscall, which is most of the overhead under load. 0: wake per event. */
+volatile const __u64 wakeup_bytes = 0;
 
 /* How an active syscall carries its buffers. */
 enum io_kind {
@@ -193,6 +198,14 @@ static __always_inline bool should_trace(__u32 tgid)
 	if (only_traced_pids && !bpf_map_lookup_elem(&traced_pids, &tgid))
 		return false;
 	return true;
+}
+
+static __always_inline __u64 rb_flags(void)
+{
+	if (!wakeup_bytes)
+		return 0;
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+										 : BPF_RB_NO_WAKEUP;
 }
 
 static __always_inline __u64 next_id(void)
@@ -492,14 +505,14 @@ static __always_inline int exit_io(__u32 syscall, long ret)
 	if (captured > MAX_PAYLOAD_LIMIT)
 		captured = MAX_PAYLOAD_LIMIT;
 	h->captured = captured;
-	if (bpf_ringbuf_output(&events, s, sizeof(*h) + captured, 0))
+	if (bpf_ringbuf_output(&events, s, sizeof(*h) + captured, rb_flags()))
 		count(CNT_RINGBUF_FULL);
 	return 0;
 }
 
 static __always_inline void emit_header(struct event_header *h)
 {
-	if (bpf_ringbuf_output(&events, h, sizeof(*h), 0))
+	if (bpf_ringbuf_output(&events, h, sizeof(*h), rb_flags()))
 		count(CNT_RINGBUF_FULL);
 }
 

@@ -118,6 +118,9 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 
 	d := decoder{clock: t.clock, comms: newCommCache(commCacheSize)}
 	var rec ringbuf.Record
+	// The kernel wakes the reader only past WakeupBytes; the deadline
+	// drains what waits below it every PollInterval.
+	t.reader.SetDeadline(time.Now().Add(t.cfg.PollInterval))
 	for {
 		if err := t.reader.ReadInto(&rec); err != nil {
 			switch {
@@ -125,6 +128,7 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 				if ctx.Err() != nil {
 					return nil
 				}
+				t.reader.SetDeadline(time.Now().Add(t.cfg.PollInterval))
 				continue
 			case errors.Is(err, ringbuf.ErrClosed):
 				return nil

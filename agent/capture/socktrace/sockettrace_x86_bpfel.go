@@ -129,6 +129,7 @@ const (
 	socketTraceProgSchedExit     = "sched_exit"
 	socketTraceVarMaxPayload     = "max_payload"
 	socketTraceVarOnlyTracedPids = "only_traced_pids"
+	socketTraceVarWakeupBytes    = "wakeup_bytes"
 )
 
 // loadSocketTrace returns the embedded CollectionSpec for socketTrace.
@@ -224,6 +225,7 @@ type socketTraceMapSpecs struct {
 type socketTraceVariableSpecs struct {
 	MaxPayload     *ebpf.VariableSpec `ebpf:"max_payload"`
 	OnlyTracedPids *ebpf.VariableSpec `ebpf:"only_traced_pids"`
+	WakeupBytes    *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // socketTraceObjects contains all objects after they have been loaded into the kernel.
@@ -279,6 +281,7 @@ func (m *socketTraceMaps) Close() error {
 type socketTraceVariables struct {
 	MaxPayload     *ebpf.Variable `ebpf:"max_payload"`
 	OnlyTracedPids *ebpf.Variable `ebpf:"only_traced_pids"`
+	WakeupBytes    *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // socketTracePrograms contains all programs after they have been loaded into the kernel.

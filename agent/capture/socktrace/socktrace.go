@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/bits"
 	"os"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -27,6 +28,9 @@ const (
 	MaxPayloadLimit = 16384
 	// DefaultRingBufferBytes is the ring buffer size shared by all CPUs.
 	DefaultRingBufferBytes = 8 << 20
+	// DefaultPollInterval is how often the reader drains the ring buffer
+	// when the kernel has not woken it (see Config.WakeupBytes).
+	DefaultPollInterval = 100 * time.Millisecond
 	// maxPIDFilter mirrors max_entries of excluded_pids and traced_pids.
 	maxPIDFilter = 1024
 )
@@ -40,6 +44,14 @@ type Config struct {
 	// RingBufferBytes sizes the ring buffer: a power of two and a multiple
 	// of the page size (0 = DefaultRingBufferBytes).
 	RingBufferBytes int
+	// WakeupBytes is how much data must wait in the ring buffer before the
+	// kernel wakes the reader; below it the reader drains the ring every
+	// PollInterval. Waking per event costs a context switch per traced
+	// syscall. 0 = RingBufferBytes/16; negative = wake per event.
+	WakeupBytes int
+	// PollInterval bounds how long an event waits below WakeupBytes
+	// (0 = DefaultPollInterval).
+	PollInterval time.Duration
 	// ExcludeSelf keeps the tracer's own process out of the trace, so an
 	// agent that talks to itself over loopback does not trace its exports.
 	ExcludeSelf bool
@@ -61,6 +73,15 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RingBufferBytes == 0 {
 		c.RingBufferBytes = DefaultRingBufferBytes
+	}
+	switch {
+	case c.WakeupBytes == 0:
+		c.WakeupBytes = c.RingBufferBytes / 16
+	case c.WakeupBytes < 0:
+		c.WakeupBytes = 0
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = DefaultPollInterval
 	}
 	page := os.Getpagesize()
 	if c.RingBufferBytes < page || bits.OnesCount(uint(c.RingBufferBytes)) != 1 {
@@ -168,6 +189,9 @@ func (t *Tracer) load() error {
 		return fmt.Errorf("load socket_trace spec: %w", err)
 	}
 	if err := setVar(spec, "max_payload", uint32(t.cfg.MaxPayload)); err != nil {
+		return err
+	}
+	if err := setVar(spec, "wakeup_bytes", uint64(t.cfg.WakeupBytes)); err != nil {
 		return err
 	}
 	only := uint8(0)
