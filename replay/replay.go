@@ -6,7 +6,6 @@ package replay
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -76,8 +75,7 @@ func Run(ctx context.Context, path string, w io.Writer, opts Options) (Stats, er
 		protocols = registry.Default()
 	}
 	bw := bufio.NewWriterSize(w, 256<<10)
-	enc := json.NewEncoder(bw)
-	enc.SetEscapeHTML(false)
+	var line []byte // reused for every row
 	var encErr error
 	sess := session.New(session.Config{
 		Protocols: protocols,
@@ -91,7 +89,8 @@ func Run(ctx context.Context, path string, w io.Writer, opts Options) (Stats, er
 		}
 		st.Rows++
 		row.ID = st.Rows
-		if err := enc.Encode(row); err != nil {
+		line = append(row.AppendJSON(line[:0]), '\n')
+		if _, err := bw.Write(line); err != nil {
 			encErr = fmt.Errorf("replay: write row: %w", err)
 		}
 	})
