@@ -1,6 +1,7 @@
 // Package wire carries flow logs from agents to the server over gRPC: a
 // non-blocking, bounded, batching Shipper on the agent and a validating
-// Receiver on the server, speaking the sightlinepb protocol with gzip.
+// Receiver on the server, speaking the sightlinepb protocol compressed with
+// zstd (the receiver also takes gzip and uncompressed calls).
 package wire
 
 // Regenerate with protoc 3.21+, protoc-gen-go v1.36.12 and protoc-gen-go-grpc v1.6.1 on PATH.

@@ -225,8 +225,8 @@ func TestShipperDeliversRowsIntactCompressed(t *testing.T) {
 		t.Fatal("stats handler saw no calls")
 	}
 	for _, e := range srv.enc.encodings {
-		if e != "gzip" {
-			t.Errorf("call arrived with grpc-encoding %q, want gzip", e)
+		if e != ZstdName {
+			t.Errorf("call arrived with grpc-encoding %q, want %s", e, ZstdName)
 		}
 	}
 }
