@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 )
@@ -28,7 +29,13 @@ func main() {
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
-	b := &bench{bin: *bin, rounds: *rounds, duration: *duration, log: log}
+	// Sightline runs in per-run temporary directories: resolve the path now.
+	binPath, err := filepath.Abs(*bin)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	b := &bench{bin: binPath, rounds: *rounds, duration: *duration, log: log}
 	failed := false
 	for _, name := range strings.Split(*only, ",") {
 		var err error

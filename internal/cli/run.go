@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +44,7 @@ type agentFlags struct {
 	maxPayload, ringBytes int
 	agentID               string
 	requestTimeout        time.Duration
+	cpuProfile            string
 }
 
 func (f *agentFlags) register(fs interface {
@@ -54,6 +57,27 @@ func (f *agentFlags) register(fs interface {
 	fs.StringVar(&f.agentID, "agent-id", "", "agent id in every row (default: host name)")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 120*time.Second,
 		"a request without a response after this long is stored with response_status 2 (Timeout)")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of this process to FILE until it stops (for overhead work)")
+}
+
+// startProfile starts the CPU profile asked for with --cpuprofile; the
+// returned func stops it.
+func (f *agentFlags) startProfile() (stop func(), err error) {
+	if f.cpuProfile == "" {
+		return func() {}, nil
+	}
+	out, err := os.Create(f.cpuProfile)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		out.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		out.Close()
+	}, nil
 }
 
 func (f *agentFlags) config(server string, reg prometheus.Registerer, log *slog.Logger) agent.Config {
@@ -103,6 +127,11 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	stopProfile, err := af.startProfile()
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	log := newLogger(stderr)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -133,6 +162,11 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	stopProfile, err := af.startProfile()
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	log := newLogger(stderr)
 	reg := prometheus.NewRegistry()
 	srv, err := server.Start(ctx, sf.config(reg, log))
