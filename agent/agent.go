@@ -12,9 +12,11 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/capture/socktrace"
@@ -43,6 +45,11 @@ type Config struct {
 	// RequestTimeout is how long a request waits for its response before it
 	// is stored as a Timeout (0: the protocol's default, 120 s for HTTP).
 	RequestTimeout time.Duration
+	// MaxRowsPerSecond caps the rows shipped per second (0: no cap). Rows
+	// beyond it are dropped before shipping and counted, so a traffic spike
+	// costs parsing only, not shipping and storage; the same knob as
+	// DeepFlow's l7_log_collect_nps_threshold.
+	MaxRowsPerSecond int
 	// ExpireEvery is how often pending requests are checked for timeouts (default 1 s).
 	ExpireEvery time.Duration
 	// Registerer receives the agent's metrics (nil: none).
@@ -62,6 +69,24 @@ type Agent struct {
 	// the expiry ticker expires it.
 	mu  sync.Mutex
 	asm *session.Assembler
+	// rowLimit is nil without a cap; used under mu.
+	rowLimit *rate.Limiter
+	stats    agentStats
+}
+
+// Stats are the agent's own counters (exported as sightline_agent_*).
+type Stats struct {
+	RowsShipped   uint64 // rows handed to the shipper
+	RowsThrottled uint64 // rows dropped by MaxRowsPerSecond
+}
+
+type agentStats struct {
+	rowsShipped, rowsThrottled atomic.Uint64
+}
+
+// Stats returns the agent's counters.
+func (a *Agent) Stats() Stats {
+	return Stats{RowsShipped: a.stats.rowsShipped.Load(), RowsThrottled: a.stats.rowsThrottled.Load()}
 }
 
 // New loads and attaches the eBPF programs and connects the shipper. The
@@ -84,6 +109,13 @@ func New(cfg Config) (*Agent, error) {
 		cfg.AgentID = cfg.Host
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, procs: procinfo.New(procinfo.Options{})}
+	if cfg.MaxRowsPerSecond < 0 {
+		return nil, fmt.Errorf("agent: max rows per second %d: must be 0 (no cap) or more", cfg.MaxRowsPerSecond)
+	}
+	if cfg.MaxRowsPerSecond > 0 {
+		// A burst of one second's budget: short spikes pass whole.
+		a.rowLimit = rate.NewLimiter(rate.Limit(cfg.MaxRowsPerSecond), cfg.MaxRowsPerSecond)
+	}
 	shipper, err := wire.NewShipper(cfg.Server, wire.ShipperOptions{
 		AgentID:    cfg.AgentID,
 		Registerer: cfg.Registerer,
@@ -120,6 +152,7 @@ func New(cfg Config) (*Agent, error) {
 				return a.asm.Stats()
 			}),
 			promstats.New("sightline_agent_procinfo", func() any { return a.procs.Stats() }),
+			promstats.New("sightline_agent", func() any { return a.Stats() }),
 		)
 	}
 	return a, nil
@@ -175,6 +208,10 @@ func (a *Agent) Run(ctx context.Context) error {
 // emit enriches a row with process identity and queues it for shipping.
 // It runs under a.mu (called by the Assembler).
 func (a *Agent) emit(row *flowlog.L7FlowLog) {
+	if a.rowLimit != nil && !a.rowLimit.Allow() {
+		a.stats.rowsThrottled.Add(1)
+		return
+	}
 	if row.ProcessID0 != 0 {
 		if info, ok := a.procs.Lookup(row.ProcessID0); ok {
 			row.ContainerID0 = info.ContainerID
@@ -185,6 +222,7 @@ func (a *Agent) emit(row *flowlog.L7FlowLog) {
 			row.ContainerID1 = info.ContainerID
 		}
 	}
+	a.stats.rowsShipped.Add(1)
 	a.shipper.Enqueue(*row)
 }
 

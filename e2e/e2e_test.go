@@ -422,3 +422,57 @@ func TestRequestTimeout(t *testing.T) {
 		}
 	}
 }
+
+// metricValue reads one unlabelled metric from the stack's /metrics.
+func (s *stack) metricValue(t *testing.T, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(s.api + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range bytes.Split(body, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte(name+" ")); ok {
+			f, err := strconv.ParseFloat(string(v), 64)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// TestRowRateLimit: past MaxRowsPerSecond rows are dropped before shipping
+// and counted.
+func TestRowRateLimit(t *testing.T) {
+	requireRootAndTools(t, "curl")
+	st := startStackWith(t, agent.Config{MaxRowsPerSecond: 5})
+	backendPort, _ := startBackend(t) // its health checks use up some of the budget
+	start := time.Now()
+	const n = 30
+	for i := range n {
+		url := fmt.Sprintf("http://127.0.0.1:%d/api/users/%d", backendPort, i)
+		if out, err := exec.Command("curl", "-sS", "-o", "/dev/null", url).CombinedOutput(); err != nil {
+			t.Fatalf("curl: %v %s", err, out)
+		}
+	}
+	elapsed := time.Since(start)
+	time.Sleep(2 * time.Second) // ring poll + shipper interval
+	rows := st.query(t, fmt.Sprintf(`SELECT count(*) AS n FROM l7_flow_log
+	  WHERE server_port = %d AND request_resource LIKE '/api/users/%%'`, backendPort))
+	stored := num(t, rows[0]["n"])
+	// Budget: a burst of 5 plus 5 per second while the requests ran.
+	budget := int64(5 + 5*elapsed.Seconds() + 1)
+	if stored == 0 || stored > budget {
+		t.Errorf("%d rows stored for %d requests (2 rows each) in %.1fs, want 1..%d", stored, n, elapsed.Seconds(), budget)
+	}
+	// Other traffic on the host only adds to both counters.
+	throttled := st.metricValue(t, "sightline_agent_rows_throttled_total")
+	shipped := st.metricValue(t, "sightline_agent_rows_shipped_total")
+	if throttled < float64(2*n-budget) || shipped < float64(stored) {
+		t.Errorf("throttled %v (want ≥ %d), shipped %v (want ≥ %d)", throttled, 2*n-budget, shipped, stored)
+	}
+}

@@ -42,6 +42,7 @@ func (f *serverFlags) config(reg *prometheus.Registry, log *slog.Logger) server.
 
 type agentFlags struct {
 	maxPayload, ringBytes int
+	maxRowsPerSecond      int
 	agentID               string
 	requestTimeout        time.Duration
 	cpuProfile            string
@@ -55,6 +56,8 @@ func (f *agentFlags) register(fs interface {
 	fs.IntVar(&f.maxPayload, "max-payload", 1024, "bytes of each syscall's payload to capture (up to 16384)")
 	fs.IntVar(&f.ringBytes, "ring-buffer", 8<<20, "kernel ring buffer size in bytes (power of two)")
 	fs.StringVar(&f.agentID, "agent-id", "", "agent id in every row (default: host name)")
+	fs.IntVar(&f.maxRowsPerSecond, "max-rows-per-second", 10000,
+		"ship at most this many l7_flow_log rows per second; the rest are dropped and counted (0: no cap)")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 120*time.Second,
 		"a request without a response after this long is stored with response_status 2 (Timeout)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of this process to FILE until it stops (for overhead work)")
@@ -82,7 +85,7 @@ func (f *agentFlags) startProfile() (stop func(), err error) {
 
 func (f *agentFlags) config(server string, reg prometheus.Registerer, log *slog.Logger) agent.Config {
 	return agent.Config{Server: server, AgentID: f.agentID, MaxPayload: f.maxPayload,
-		RingBufferBytes: f.ringBytes, RequestTimeout: f.requestTimeout, Registerer: reg, Logger: log}
+		RingBufferBytes: f.ringBytes, RequestTimeout: f.requestTimeout, MaxRowsPerSecond: f.maxRowsPerSecond, Registerer: reg, Logger: log}
 }
 
 func newLogger(stderr io.Writer) *slog.Logger {
