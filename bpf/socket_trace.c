@@ -40,25 +40,29 @@ volatile const __u64 wakeup_bytes = 0;
 
 /* How an active syscall carries its buffers. */
 enum io_kind {
-	IO_BUF = 1, /* one user buffer */
-	IO_IOV = 2, /* iovec array */
+	IO_BUF = 1,  /* one user buffer */
+	IO_IOV = 2,  /* iovec array */
+	IO_MSG = 3,  /* struct msghdr (sendmsg/recvmsg) */
+	IO_MMSG = 4, /* struct mmsghdr vector (sendmmsg/recvmmsg): first message only */
 };
 
+#define MSG_PEEK 2
+#define RCV_SHUTDOWN 1
+
+/* Syscall arguments stashed at enter. Enter does nothing else: the socket
+ * lookup, msghdr reads and TCP sequence are done at exit, and only for
+ * calls that moved data, so the hot enter path (every read and write on
+ * the host, sockets or not) stays a pid check and one map update. */
 struct active_io {
 	__u64 enter_ns;
-	__u64 sk;
-	__u64 buf;        /* buffer or iovec array */
-	__u64 addr;       /* user sockaddr (sendto/recvfrom/msg_name), may be 0 */
-	__u64 msglen_ptr; /* &mmsghdr[0].msg_len for sendmmsg/recvmmsg */
+	__u64 buf;  /* buffer, iovec array, msghdr or mmsghdr vector */
+	__u64 addr; /* user sockaddr (sendto/recvfrom), may be 0 */
 	__u32 iovcnt;
 	__s32 fd;
-	__u32 tcp_seq;
 	__u32 syscall;
-	__u16 family;
-	__u8 l4;
 	__u8 dir;
 	__u8 kind;
-	__u8 _pad[3];
+	__u8 _pad[2];
 };
 
 struct thread_state {
@@ -316,60 +320,27 @@ static __always_inline struct sock_state *get_sock_state(__u64 sk)
 }
 
 static __always_inline int enter_io(__u32 syscall, __u8 dir, __u8 kind, int fd, __u64 buf,
-				    __u32 iovcnt, __u64 addr, __u64 msglen_ptr)
+				    __u32 iovcnt, __u64 addr, __u64 flags)
 {
+	/* Peeked bytes are read again by a later call: capture them then. */
+	if (fd < 0 || (flags & MSG_PEEK))
+		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
 	if (!should_trace(id >> 32))
 		return 0;
-	struct active_io io = {};
-	struct sock *sk = fd_to_sock(fd, &io.family, &io.l4);
-	if (!sk)
-		return 0;
-	io.enter_ns = bpf_ktime_get_ns();
-	io.sk = (__u64)sk;
-	io.buf = buf;
-	io.addr = addr;
-	io.msglen_ptr = msglen_ptr;
-	io.iovcnt = iovcnt;
-	io.fd = fd;
-	io.syscall = syscall;
-	io.dir = dir;
-	io.kind = kind;
-	if (io.l4 == IPPROTO_TCP) {
-		struct tcp_sock *tp = (struct tcp_sock *)sk;
-		io.tcp_seq = dir == DIR_EGRESS ? BPF_CORE_READ(tp, write_seq)
-					       : BPF_CORE_READ(tp, copied_seq);
-	}
+	struct active_io io = {
+		.enter_ns = bpf_ktime_get_ns(),
+		.buf = buf,
+		.addr = addr,
+		.iovcnt = iovcnt,
+		.fd = fd,
+		.syscall = syscall,
+		.dir = dir,
+		.kind = kind,
+	};
 	if (bpf_map_update_elem(&active_io_map, &id, &io, BPF_ANY))
 		count(CNT_ACTIVE_UPDATE_FAIL);
 	return 0;
-}
-
-static __always_inline int enter_msg(__u32 syscall, __u8 dir, int fd, __u64 msg)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	if (!should_trace(id >> 32))
-		return 0;
-	struct u_msghdr m;
-	if (bpf_probe_read_user(&m, sizeof(m), (void *)msg)) {
-		count(CNT_ARGS_READ_FAIL);
-		return 0;
-	}
-	return enter_io(syscall, dir, IO_IOV, fd, m.iov, (__u32)m.iovlen, m.name, 0);
-}
-
-static __always_inline int enter_mmsg(__u32 syscall, __u8 dir, int fd, __u64 vec)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	if (!should_trace(id >> 32))
-		return 0;
-	struct u_msghdr m;
-	if (bpf_probe_read_user(&m, sizeof(m), (void *)vec)) {
-		count(CNT_ARGS_READ_FAIL);
-		return 0;
-	}
-	return enter_io(syscall, dir, IO_IOV, fd, m.iov, (__u32)m.iovlen, m.name,
-			vec + __builtin_offsetof(struct u_mmsghdr, len));
 }
 
 /* Copy up to want bytes from an iovec array into s->data. */
@@ -444,15 +415,55 @@ static __always_inline int exit_io(__u32 syscall, long ret)
 	if (io.syscall != syscall || ret <= 0)
 		return 0;
 
+	__u16 family = 0;
+	__u8 l4 = 0;
+	struct sock *sk = fd_to_sock(io.fd, &family, &l4);
+	if (!sk)
+		return 0;
+
 	__u32 bytes = (__u32)ret;
-	if (io.msglen_ptr) {
-		/* sendmmsg/recvmmsg return a message count: use message 0's length. */
-		if (bpf_probe_read_user(&bytes, sizeof(bytes), (void *)io.msglen_ptr)) {
+	__u32 msgs = 1;
+	if (io.kind == IO_MSG || io.kind == IO_MMSG) {
+		struct u_mmsghdr m;
+		/* The msghdr is the head of an mmsghdr: one read serves both. */
+		__u32 size = io.kind == IO_MMSG ? sizeof(struct u_mmsghdr) : sizeof(struct u_msghdr);
+		if (bpf_probe_read_user(&m, size, (void *)io.buf)) {
 			count(CNT_ARGS_READ_FAIL);
 			return 0;
 		}
-		if (bytes == 0)
-			return 0;
+		if (io.kind == IO_MMSG) {
+			/* sendmmsg/recvmmsg return a message count: use message 0's length. */
+			msgs = bytes;
+			bytes = m.len;
+			if (bytes == 0)
+				return 0;
+		}
+		io.buf = m.hdr.iov;
+		io.iovcnt = (__u32)m.hdr.iovlen;
+		io.addr = m.hdr.name;
+		io.kind = IO_IOV;
+	}
+
+	/* The syscall has moved write_seq (egress) or copied_seq (ingress) past
+	 * its bytes: the first byte's sequence is the new value minus them.
+	 * Several mmsg messages moved it further by unknown lengths. */
+	__u32 tcp_seq = 0;
+	if (l4 == IPPROTO_TCP && msgs == 1) {
+		struct tcp_sock *tp = (struct tcp_sock *)sk;
+		if (io.dir == DIR_EGRESS) {
+			tcp_seq = BPF_CORE_READ(tp, write_seq) - bytes;
+		} else {
+			__u32 copied = BPF_CORE_READ(tp, copied_seq);
+			tcp_seq = copied - bytes;
+			/* A read that reaches the peer's FIN consumes it too, and the
+			 * FIN takes a sequence number. A ret > 0 read has consumed
+			 * it iff the FIN is in (RCV_SHUTDOWN) and nothing is left
+			 * (copied_seq == rcv_nxt). A local shutdown(SHUT_RD) followed
+			 * by a successful read would be off by one; it is rare. */
+			if ((BPF_CORE_READ(sk, sk_shutdown) & RCV_SHUTDOWN) &&
+			    BPF_CORE_READ(tp, rcv_nxt) == copied)
+				tcp_seq -= 1;
+		}
 	}
 
 	__u32 cpu = bpf_get_smp_processor_id();
@@ -469,24 +480,24 @@ static __always_inline int exit_io(__u32 syscall, long ret)
 	h->fd = io.fd;
 	h->enter_ns = io.enter_ns;
 	h->exit_ns = bpf_ktime_get_ns();
-	h->sock = io.sk;
+	h->sock = (__u64)sk;
 	h->bytes = bytes;
-	h->tcp_seq = io.tcp_seq;
-	h->family = io.family;
-	h->l4 = io.l4;
+	h->tcp_seq = tcp_seq;
+	h->family = family;
+	h->l4 = l4;
 	h->dir = io.dir;
 	h->syscall = syscall;
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
-	read_tuple((struct sock *)io.sk, io.family, h);
+	read_tuple(sk, family, h);
 	if (h->rport == 0 && io.addr)
 		read_user_peer(io.addr, h);
 
-	struct sock_state *ss = get_sock_state(io.sk);
+	struct sock_state *ss = get_sock_state((__u64)sk);
 	if (ss) {
 		h->conn_uid = ss->conn_uid;
 		h->cap_seq = __sync_fetch_and_add(&ss->cap_seq, 1);
 	}
-	h->trace_id = trace_id_for(id, io.sk, io.dir);
+	h->trace_id = trace_id_for(id, (__u64)sk, io.dir);
 
 	__u32 want = bytes;
 	if (want > max_payload)
@@ -624,7 +635,7 @@ int exit_sendto(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_recvfrom")
 int enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
 {
-	return enter_io(SYS_RECVFROM, DIR_INGRESS, IO_BUF, ARG(ctx, 0), ARG(ctx, 1), 0, ARG(ctx, 4), 0);
+	return enter_io(SYS_RECVFROM, DIR_INGRESS, IO_BUF, ARG(ctx, 0), ARG(ctx, 1), 0, ARG(ctx, 4), ARG(ctx, 3));
 }
 
 SEC("tracepoint/syscalls/sys_exit_recvfrom")
@@ -638,7 +649,7 @@ int exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_sendmsg")
 int enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
 {
-	return enter_msg(SYS_SENDMSG, DIR_EGRESS, ARG(ctx, 0), ARG(ctx, 1));
+	return enter_io(SYS_SENDMSG, DIR_EGRESS, IO_MSG, ARG(ctx, 0), ARG(ctx, 1), 0, 0, 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendmsg")
@@ -650,7 +661,7 @@ int exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_recvmsg")
 int enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
 {
-	return enter_msg(SYS_RECVMSG, DIR_INGRESS, ARG(ctx, 0), ARG(ctx, 1));
+	return enter_io(SYS_RECVMSG, DIR_INGRESS, IO_MSG, ARG(ctx, 0), ARG(ctx, 1), 0, 0, ARG(ctx, 2));
 }
 
 SEC("tracepoint/syscalls/sys_exit_recvmsg")
@@ -664,7 +675,7 @@ int exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_sendmmsg")
 int enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
 {
-	return enter_mmsg(SYS_SENDMMSG, DIR_EGRESS, ARG(ctx, 0), ARG(ctx, 1));
+	return enter_io(SYS_SENDMMSG, DIR_EGRESS, IO_MMSG, ARG(ctx, 0), ARG(ctx, 1), 0, 0, 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendmmsg")
@@ -676,7 +687,7 @@ int exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_recvmmsg")
 int enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
 {
-	return enter_mmsg(SYS_RECVMMSG, DIR_INGRESS, ARG(ctx, 0), ARG(ctx, 1));
+	return enter_io(SYS_RECVMMSG, DIR_INGRESS, IO_MMSG, ARG(ctx, 0), ARG(ctx, 1), 0, 0, ARG(ctx, 3));
 }
 
 SEC("tracepoint/syscalls/sys_exit_recvmmsg")

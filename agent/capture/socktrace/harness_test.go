@@ -94,6 +94,19 @@ func (r *recorder) waitSegment(t *testing.T, what string, pred func(*capture.Seg
 	return found
 }
 
+// count returns how many recorded segments match pred.
+func (r *recorder) count(pred func(*capture.Segment) bool) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for i := range r.segs {
+		if pred(&r.segs[i]) {
+			n++
+		}
+	}
+	return n
+}
+
 // wait blocks until cond (called with r.mu held) is true or fails the test.
 func (r *recorder) wait(t *testing.T, what string, cond func() bool) {
 	t.Helper()

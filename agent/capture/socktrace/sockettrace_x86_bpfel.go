@@ -14,21 +14,16 @@ import (
 )
 
 type socketTraceActiveIo struct {
-	_         structs.HostLayout
-	EnterNs   uint64
-	Sk        uint64
-	Buf       uint64
-	Addr      uint64
-	MsglenPtr uint64
-	Iovcnt    uint32
-	Fd        int32
-	TcpSeq    uint32
-	Syscall   uint32
-	Family    uint16
-	L4        uint8
-	Dir       uint8
-	Kind      uint8
-	Pad       [3]uint8
+	_       structs.HostLayout
+	EnterNs uint64
+	Buf     uint64
+	Addr    uint64
+	Iovcnt  uint32
+	Fd      int32
+	Syscall uint32
+	Dir     uint8
+	Kind    uint8
+	Pad     [2]uint8
 }
 
 type socketTraceEventHeader struct {

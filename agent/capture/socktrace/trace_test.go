@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -594,5 +595,104 @@ func TestMaxPayloadLimitAndRingFull(t *testing.T) {
 	}
 	if got := tr.Stats().RingbufFull; got <= before {
 		t.Errorf("ring buffer full drops %d -> %d, want an increase", before, got)
+	}
+}
+
+// TestTCPSeqIsFirstByte checks the sequence arithmetic against the stream
+// itself: a second message starts exactly len(first) bytes after the first,
+// on both ends (agreement between the ends alone would not catch an offset
+// applied to both).
+func TestTCPSeqIsFirstByte(t *testing.T) {
+	rec := sharedTracer(t)
+	client, server := tcpPair(t, "tcp4", "127.0.0.1:0")
+	cport, sport := port(client.LocalAddr()), port(server.LocalAddr())
+	first := bytes.Repeat([]byte("1"), 100)
+	second := []byte("second-message-37-bytes-long.........")
+	for _, m := range [][]byte{first, second} {
+		if _, err := client.Write(m); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(server, make([]byte, len(m))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out1 := rec.waitSegment(t, "egress 1", byConn(cport, sport, capture.AtoB, first))
+	out2 := rec.waitSegment(t, "egress 2", byConn(cport, sport, capture.AtoB, second))
+	in1 := rec.waitSegment(t, "ingress 1", byConn(sport, cport, capture.BtoA, first))
+	in2 := rec.waitSegment(t, "ingress 2", byConn(sport, cport, capture.BtoA, second))
+	if d := out2.TCPSeq - out1.TCPSeq; d != uint32(len(first)) {
+		t.Errorf("egress: second message %d bytes after the first, want %d", d, len(first))
+	}
+	if d := in2.TCPSeq - in1.TCPSeq; d != uint32(len(first)) {
+		t.Errorf("ingress: second message %d bytes after the first, want %d", d, len(first))
+	}
+	if out1.TCPSeq != in1.TCPSeq {
+		t.Errorf("ends disagree: egress %d ingress %d", out1.TCPSeq, in1.TCPSeq)
+	}
+}
+
+// TestPeekNotCaptured: bytes read with MSG_PEEK are read again; only the
+// real read is an event.
+func TestPeekNotCaptured(t *testing.T) {
+	rec := sharedTracer(t)
+	client, server := tcpPair(t, "tcp4", "127.0.0.1:0")
+	cport, sport := port(client.LocalAddr()), port(server.LocalAddr())
+	msg := []byte("peek-then-read")
+	if _, err := client.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	src, err := server.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	peeked := doRead(t, src, func(fd int) (int, error) {
+		n, _, err := unix.Recvfrom(fd, make([]byte, 64), unix.MSG_PEEK)
+		return n, err
+	})
+	if peeked != len(msg) {
+		t.Fatalf("peeked %d of %d", peeked, len(msg))
+	}
+	if _, err := io.ReadFull(server, make([]byte, len(msg))); err != nil {
+		t.Fatal(err)
+	}
+	in := rec.waitSegment(t, "ingress", byConn(sport, cport, capture.BtoA, msg))
+	// A marker exchanged afterwards bounds the wait for a duplicate.
+	marker := []byte("marker")
+	if _, err := client.Write(marker); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(server, make([]byte, len(marker))); err != nil {
+		t.Fatal(err)
+	}
+	mk := rec.waitSegment(t, "marker", byConn(sport, cport, capture.BtoA, marker))
+	n := rec.count(byConn(sport, cport, capture.BtoA, msg))
+	if n != 1 || mk.CapSeq != in.CapSeq+1 {
+		t.Errorf("%d ingress events of the message, cap seqs %d then %d: want 1 event, consecutive", n, in.CapSeq, mk.CapSeq)
+	}
+}
+
+// TestTCPSeqReadThroughFIN: a response followed by the server's FIN, read
+// in one call that also consumes the FIN (which takes a sequence number),
+// keeps the sequence of its first byte.
+func TestTCPSeqReadThroughFIN(t *testing.T) {
+	rec := sharedTracer(t)
+	client, server := tcpPair(t, "tcp4", "127.0.0.1:0")
+	cport, sport := port(client.LocalAddr()), port(server.LocalAddr())
+	resp := []byte("HTTP/1.0 200 OK\r\n\r\nbody then FIN")
+	if _, err := server.Write(resp); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // data and FIN both queued at the client
+	got, err := io.ReadAll(client)
+	if err != nil || !bytes.Equal(got, resp) {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	out := rec.waitSegment(t, "server egress", byConn(sport, cport, capture.AtoB, resp))
+	in := rec.waitSegment(t, "client ingress", byConn(cport, sport, capture.BtoA, resp))
+	if out.TCPSeq != in.TCPSeq {
+		t.Errorf("egress seq %d, ingress seq %d", out.TCPSeq, in.TCPSeq)
 	}
 }
