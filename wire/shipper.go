@@ -17,7 +17,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/sightline-io/sightline/flowlog"
 	"github.com/sightline-io/sightline/wire/sightlinepb"
@@ -127,10 +126,13 @@ type ShipperStats struct {
 // fills the bounded queue and further rows are dropped and counted, instead of
 // pushing back on the data path.
 type Shipper struct {
-	opts   ShipperOptions
-	log    *slog.Logger
-	conn   *grpc.ClientConn
-	client sightlinepb.IngestClient
+	opts ShipperOptions
+	log  *slog.Logger
+	conn *grpc.ClientConn
+	// encoder, encoded and codec belong to the goroutine that delivers.
+	encoder batchEncoder
+	encoded []byte
+	codec   rawCodec
 
 	// wake is signalled (without blocking) when a full batch is queued.
 	wake chan struct{}
@@ -193,7 +195,7 @@ func NewShipper(target string, opts ShipperOptions) (*Shipper, error) {
 		opts:     opts,
 		log:      opts.Logger.With("component", "wire.shipper", "target", target),
 		conn:     conn,
-		client:   sightlinepb.NewIngestClient(conn),
+		codec:    newRawCodec(),
 		wake:     make(chan struct{}, 1),
 		sendSlot: make(chan struct{}, 1),
 		sendErrorsBy: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -398,11 +400,8 @@ func (s *Shipper) drain(ctx context.Context, partial bool) {
 // many leading rows were resolved (sent or dropped); fewer than len(rows)
 // only when ctx ended.
 func (s *Shipper) deliver(ctx context.Context, rows []flowlog.L7FlowLog) int {
-	batch := &sightlinepb.L7Batch{AgentId: s.opts.AgentID, Rows: make([]*sightlinepb.L7FlowLog, len(rows))}
-	for i := range rows {
-		batch.Rows[i] = ToProto(&rows[i])
-	}
-	if size := proto.Size(batch); size > s.opts.MaxBatchBytes {
+	s.encoded = s.encoder.encode(s.encoded, s.opts.AgentID, rows)
+	if size := len(s.encoded); size > s.opts.MaxBatchBytes {
 		if len(rows) == 1 {
 			s.dropBatch(dropTooLarge, 1, fmt.Errorf("row of %d bytes exceeds the %d byte batch limit", size, s.opts.MaxBatchBytes))
 			return 1
@@ -413,7 +412,7 @@ func (s *Shipper) deliver(ctx context.Context, rows []flowlog.L7FlowLog) int {
 		}
 		return half + s.deliver(ctx, rows[half:])
 	}
-	if !s.push(ctx, batch) {
+	if !s.push(ctx, &encodedBatch{data: s.encoded, rows: len(rows)}) {
 		return 0
 	}
 	return len(rows)
@@ -421,14 +420,15 @@ func (s *Shipper) deliver(ctx context.Context, rows []flowlog.L7FlowLog) int {
 
 // push makes the call, retrying transient failures with backoff. It returns
 // false if ctx ended before the batch was resolved.
-func (s *Shipper) push(ctx context.Context, batch *sightlinepb.L7Batch) bool {
-	n := len(batch.Rows)
+func (s *Shipper) push(ctx context.Context, batch *encodedBatch) bool {
+	n := batch.rows
 	start := time.Now()
 	wait := s.opts.RetryMinBackoff
 	for attempt := 1; ; attempt++ {
 		callCtx, cancel := context.WithTimeout(ctx, s.opts.SendTimeout)
 		t0 := time.Now()
-		_, err := s.client.PushL7(callCtx, batch)
+		err := s.conn.Invoke(callCtx, sightlinepb.Ingest_PushL7_FullMethodName, batch, &sightlinepb.PushReply{},
+			grpc.ForceCodecV2(s.codec))
 		cancel()
 		s.sendLatency.Observe(time.Since(t0).Seconds())
 		if err == nil {
