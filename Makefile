@@ -1,7 +1,9 @@
 # Sightline — the two commands a fresh machine needs:
 #   sudo make up     build and run server + agent for this host
 #   sudo make test   install test dependencies (apt) and run every test, eBPF end-to-end included
-GO      ?= go
+# sudo resets PATH (secure_path), which usually drops /usr/local/go/bin.
+GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+GOFMT   ?= $(dir $(GO))gofmt
 BIN     ?= bin/sightline
 ARGS    ?=
 FUZZTIME ?= 10s
@@ -20,7 +22,7 @@ deps:
 	./scripts/install-test-deps.sh
 
 vet:
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	@out=$$($(GOFMT) -l $$(git ls-files '*.go')) || exit 1; test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	$(GO) vet ./...
 
 test-go:
@@ -29,10 +31,10 @@ test-go:
 test: deps vet test-go fuzz-short
 
 fuzz-short:
-	FUZZTIME=$(FUZZTIME) ./scripts/fuzz-short.sh
+	FUZZTIME=$(FUZZTIME) GO=$(GO) ./scripts/fuzz-short.sh
 
 bench: build
-	./bench/run.sh
+	GO=$(GO) ./bench/run.sh
 
 # Rebuilds eBPF objects (clang) and protobuf code (protoc) that are committed.
 generate:

@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-test-deps.sh
-exec go run ./bench --bin bin/sightline "$@"
+exec "${GO:-go}" run ./bench --bin bin/sightline "$@"

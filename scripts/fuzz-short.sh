@@ -7,6 +7,6 @@ grep -rl --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]*\(' . | sort | while r
   pkg="./$(dirname "${file#./}")"
   grep -oE '^func Fuzz[A-Za-z0-9_]*' "$file" | sed 's/^func //' | while read -r target; do
     echo "fuzz $pkg $target ($fuzztime)"
-    go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg"
+    "${GO:-go}" test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg"
   done
 done
