@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"runtime/pprof"
@@ -138,18 +139,23 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log := newLogger(stderr)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a, err := agent.New(af.config(*serverAddr, reg, log))
-	if err != nil {
-		return err
-	}
 	if *metricsListen != "" {
-		ms := &http.Server{Addr: *metricsListen, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+		// Bind before capturing, so a taken address is an error, not a log line.
+		ln, err := net.Listen("tcp", *metricsListen)
+		if err != nil {
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		ms := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
 		go func() {
-			if err := ms.ListenAndServe(); err != nil && err != http.ErrServerClosed {
+			if err := ms.Serve(ln); err != nil && err != http.ErrServerClosed {
 				log.Error("agent metrics listener", "err", err)
 			}
 		}()
 		defer ms.Close()
+	}
+	a, err := agent.New(af.config(*serverAddr, reg, log))
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, "sightline agent: capturing, shipping to %s\n", *serverAddr)
 	return a.Run(ctx)
