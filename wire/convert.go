@@ -17,6 +17,9 @@ import (
 // Invalid UTF-8 in strings (captured payload bytes) is replaced with U+FFFD,
 // since protobuf refuses to marshal it and would fail the whole batch. The
 // result shares the row's pointers and, when valid, its Attributes map.
+// The Shipper does not call it (it encodes rows directly, see encode.go);
+// it is the reference that encoder is tested against, and the way to build
+// a batch for other gRPC clients.
 func ToProto(r *flowlog.L7FlowLog) *sightlinepb.L7FlowLog {
 	return &sightlinepb.L7FlowLog{
 		Id:               r.ID,
