@@ -20,6 +20,7 @@ import (
 
 	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/capture/socktrace"
+	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/agent/l7/registry"
 	"github.com/sightline-io/sightline/agent/procinfo"
 	"github.com/sightline-io/sightline/agent/session"
@@ -52,6 +53,14 @@ type Config struct {
 	MaxRowsPerSecond int
 	// ExpireEvery is how often pending requests are checked for timeouts (default 1 s).
 	ExpireEvery time.Duration
+	// Protocols overrides the parsed protocols (nil: registry.New with
+	// RequestTimeout). Tests use it to run one protocol alone.
+	Protocols []l7.Protocol
+	// Sink, when set, receives every row instead of the wire shipper, and
+	// Server is not needed: for running the agent in-process with a
+	// consumer of its own (tests, and later `up`). It runs on the capture
+	// goroutine and must not block.
+	Sink func(*flowlog.L7FlowLog)
 	// Registerer receives the agent's metrics (nil: none).
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -92,7 +101,7 @@ func (a *Agent) Stats() Stats {
 // New loads and attaches the eBPF programs and connects the shipper. The
 // caller must call Run (which releases everything when it returns).
 func New(cfg Config) (*Agent, error) {
-	if cfg.Server == "" {
+	if cfg.Server == "" && cfg.Sink == nil {
 		return nil, errors.New("agent: no server address")
 	}
 	if cfg.Logger == nil {
@@ -116,17 +125,23 @@ func New(cfg Config) (*Agent, error) {
 		// A burst of one second's budget: short spikes pass whole.
 		a.rowLimit = rate.NewLimiter(rate.Limit(cfg.MaxRowsPerSecond), cfg.MaxRowsPerSecond)
 	}
-	shipper, err := wire.NewShipper(cfg.Server, wire.ShipperOptions{
-		AgentID:    cfg.AgentID,
-		Registerer: cfg.Registerer,
-		Logger:     cfg.Logger,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("agent: shipper: %w", err)
+	if cfg.Sink == nil {
+		shipper, err := wire.NewShipper(cfg.Server, wire.ShipperOptions{
+			AgentID:    cfg.AgentID,
+			Registerer: cfg.Registerer,
+			Logger:     cfg.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("agent: shipper: %w", err)
+		}
+		a.shipper = shipper
 	}
-	a.shipper = shipper
+	protocols := cfg.Protocols
+	if protocols == nil {
+		protocols = registry.New(registry.Config{RequestTimeout: cfg.RequestTimeout})
+	}
 	a.asm = session.New(session.Config{
-		Protocols: registry.New(registry.Config{RequestTimeout: cfg.RequestTimeout}),
+		Protocols: protocols,
 		AgentID:   cfg.AgentID,
 		Host:      cfg.Host,
 		Logger:    cfg.Logger,
@@ -139,7 +154,9 @@ func New(cfg Config) (*Agent, error) {
 		ExcludePIDs:     cfg.ExcludePIDs,
 	})
 	if err != nil {
-		shipper.Close()
+		if a.shipper != nil {
+			a.shipper.Close()
+		}
 		return nil, fmt.Errorf("agent: socket tracer: %w", err)
 	}
 	a.tracer = tracer
@@ -166,7 +183,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	shipDone := make(chan struct{})
 	go func() {
 		defer close(shipDone)
-		a.shipper.Run(shipCtx)
+		if a.shipper != nil {
+			a.shipper.Run(shipCtx)
+		}
 	}()
 
 	tick := time.NewTicker(a.cfg.ExpireEvery)
@@ -194,14 +213,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
 	a.asm.FlushAll(time.Now())
 	a.mu.Unlock()
-	flushCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if ferr := a.shipper.Flush(flushCtx); ferr != nil {
-		a.log.Warn("agent: flush at shutdown incomplete", "err", ferr)
+	if a.shipper != nil {
+		flushCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if ferr := a.shipper.Flush(flushCtx); ferr != nil {
+			a.log.Warn("agent: flush at shutdown incomplete", "err", ferr)
+		}
 	}
 	stopShip()
 	<-shipDone
-	a.shipper.Close()
+	if a.shipper != nil {
+		a.shipper.Close()
+	}
 	return err
 }
 
@@ -223,6 +246,10 @@ func (a *Agent) emit(row *flowlog.L7FlowLog) {
 		}
 	}
 	a.stats.rowsShipped.Add(1)
+	if a.cfg.Sink != nil {
+		a.cfg.Sink(row)
+		return
+	}
 	a.shipper.Enqueue(*row)
 }
 

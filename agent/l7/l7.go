@@ -51,6 +51,17 @@ type Protocol interface {
 	Timeout() time.Duration
 }
 
+// Config holds the settings every protocol takes from the registry, so
+// users configure all protocols the same way.
+type Config struct {
+	// Timeout is how long a request waits for its response before it is
+	// reported with response_status Timeout (0: the protocol's default).
+	Timeout time.Duration
+	// KeepSecrets turns masking off: passwords, AUTH arguments, SQL
+	// literals and values are stored as captured. Off by default.
+	KeepSecrets bool
+}
+
 // Parser parses one connection (both directions). Feed must tolerate any
 // input: truncated, split, garbage, gaps (seg.Gap() > 0), and must bound the
 // bytes it buffers. It calls emit for each complete message, in stream order.
