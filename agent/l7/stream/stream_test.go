@@ -99,7 +99,7 @@ func TestBuffer(t *testing.T) {
 		{
 			name: "skip spans a whole segment",
 			segs: []capture.Segment{
-				seg(0, 1, frame("0123456789")[:3], 2), // 5 of 12 bytes passed: owes 7
+				seg(0, 1, frame("0123456789")[:3], 2),  // 5 of 12 bytes passed: owes 7
 				seg(5, 2, frame("0123456789")[5:9], 0), // owes 3
 				seg(9, 3, cat(frame("0123456789")[9:], frame("z")), 2),
 				seg(17, 4, frame("after"), 0),
@@ -210,4 +210,3 @@ func FuzzBuffer(f *testing.F) {
 		}
 	})
 }
-
