@@ -112,3 +112,27 @@ type Message struct {
 	SyscallTraceID uint64
 	Coroutine      uint64
 }
+
+// From sets the message's direction and first-byte identity from the
+// segment that carried its first byte; tcpSeq is that byte's TCP sequence
+// (stream.Frame.TCPSeq, or seg.TCPSeq plus the offset in the segment).
+// End is set too, for messages carried by one segment.
+func (m *Message) From(seg *capture.Segment, tcpSeq uint32) {
+	m.Dir = seg.Dir
+	m.Start, m.End = seg.Start, seg.End
+	m.TCPSeq = tcpSeq
+	m.TID = seg.TID
+	m.CapSeq = seg.CapSeq
+	m.SyscallTraceID = seg.SyscallTraceID
+	m.Coroutine = seg.Coroutine
+}
+
+// EndAt sets the message's end time from the segment that carried its
+// last byte.
+func (m *Message) EndAt(seg *capture.Segment) {
+	if !seg.End.IsZero() {
+		m.End = seg.End
+	} else if !seg.Start.IsZero() {
+		m.End = seg.Start
+	}
+}
