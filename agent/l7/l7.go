@@ -85,6 +85,9 @@ type Message struct {
 	Endpoint     string // normalised, low-cardinality
 	RequestID    uint64
 	HasRequestID bool
+	// OneWay marks a request the protocol expects no response to (MQTT QoS 0
+	// PUBLISH, NATS PUB ...): it is stored at once, never as a Timeout.
+	OneWay bool
 
 	// Response side.
 	Status          flowlog.ResponseStatus

@@ -184,6 +184,8 @@ func (lp *lineParser) emitLine(d *lineDir, end time.Time, length int, emit func(
 			m.XRequestID = v
 		case "ver":
 			m.Version = v
+		case "oneway":
+			m.OneWay = v == "1"
 		default:
 			if m.Attributes == nil {
 				m.Attributes = make(map[string]string)

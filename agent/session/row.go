@@ -28,6 +28,18 @@ func (a *Assembler) emitSession(c *conn, req, resp *l7.Message) {
 	a.emit(r)
 }
 
+// emitOneWay emits a request that expects no response as a complete
+// session: status OK, no duration.
+func (a *Assembler) emitOneWay(c *conn, req *l7.Message) {
+	ra := a.newRow(c, req.Dir, req, nil)
+	r := &ra.row
+	r.Type = flowlog.TypeSession
+	r.Time, r.StartTime, r.EndTime = req.Start, req.Start, req.End
+	r.ResponseStatus = flowlog.StatusSuccess
+	a.stats.rowsSession.Add(1)
+	a.emit(r)
+}
+
 // emitRequestOnly emits a request that got no response (type 0, Timeout).
 func (a *Assembler) emitRequestOnly(c *conn, req *l7.Message) {
 	ra := a.newRow(c, req.Dir, req, nil)

@@ -365,6 +365,10 @@ func (a *Assembler) handleMessage(m *l7.Message) {
 	switch m.Type {
 	case l7.Request:
 		a.stats.requests.Add(1)
+		if m.OneWay {
+			a.emitOneWay(c, m)
+			return
+		}
 		full := a.pendingTotal >= a.cfg.MaxPending
 		if len(c.pending) > 0 && (full || len(c.pending) >= a.cfg.MaxPendingPerConn) {
 			old := c.popPending(0)

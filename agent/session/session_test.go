@@ -105,6 +105,20 @@ func TestMatching(t *testing.T) {
 				Start: at(0), End: end(5), DurationUS: us(5)}},
 		},
 		{
+			name:   "one-way request is a complete row at once and takes no response",
+			protos: []l7.Protocol{fifoProto()},
+			run: func(a *Assembler) {
+				a.Feed(ebpfSeg(1, A, 0, "REQ 1 res=/pub oneway=1\n"))
+				a.Feed(ebpfSeg(1, A, 1, "REQ 2 res=/a\n"))
+				a.Feed(ebpfSeg(1, B, 5, "RESP 2 200\n"))
+				a.Expire(at(60000))
+			},
+			want: []summary{
+				{Type: flowlog.TypeSession, Status: flowlog.StatusSuccess, Resource: "/pub", Code: -1, ReqID: -1, Start: at(0), End: end(0)},
+				{Type: flowlog.TypeSession, Status: flowlog.StatusSuccess, Resource: "/a", Code: 200, ReqID: -1, Start: at(1), End: end(5), DurationUS: us(4)},
+			},
+		},
+		{
 			name:   "fifo pipelined, split lines",
 			protos: []l7.Protocol{fifoProto()},
 			run: func(a *Assembler) {
