@@ -87,15 +87,25 @@ type Agent struct {
 type Stats struct {
 	RowsShipped   uint64 // rows handed to the shipper
 	RowsThrottled uint64 // rows dropped by MaxRowsPerSecond
+	// SocketsSkipped counts TCP sockets no parser claimed, which the
+	// kernel was told to stop sending; SkipErrors the failures to tell it.
+	SocketsSkipped uint64
+	SkipErrors     uint64
 }
 
 type agentStats struct {
 	rowsShipped, rowsThrottled atomic.Uint64
+	socketsSkipped, skipErrors atomic.Uint64
 }
 
 // Stats returns the agent's counters.
 func (a *Agent) Stats() Stats {
-	return Stats{RowsShipped: a.stats.rowsShipped.Load(), RowsThrottled: a.stats.rowsThrottled.Load()}
+	return Stats{
+		RowsShipped:    a.stats.rowsShipped.Load(),
+		RowsThrottled:  a.stats.rowsThrottled.Load(),
+		SocketsSkipped: a.stats.socketsSkipped.Load(),
+		SkipErrors:     a.stats.skipErrors.Load(),
+	}
 }
 
 // New loads and attaches the eBPF programs and connects the shipper. The
@@ -145,6 +155,7 @@ func New(cfg Config) (*Agent, error) {
 		AgentID:   cfg.AgentID,
 		Host:      cfg.Host,
 		Logger:    cfg.Logger,
+		Verdict:   a.verdict,
 	}, a.emit)
 
 	tracer, err := socktrace.New(socktrace.Config{
@@ -251,6 +262,22 @@ func (a *Agent) emit(row *flowlog.L7FlowLog) {
 		return
 	}
 	a.shipper.Enqueue(*row)
+}
+
+// verdict closes the loop of two-stage inference: a TCP socket that no
+// parser claimed stops sending data events from the kernel, so unknown
+// traffic costs a map lookup per syscall. UDP sockets are left alone: one
+// unconnected socket serves many peers, and one peer's garbage must not
+// silence the others. Runs under a.mu.
+func (a *Agent) verdict(seg *capture.Segment, p l7.Protocol) {
+	if p != nil || seg.Source != capture.SourceEBPF || seg.Tuple.L4 != 6 || seg.Socket == 0 || a.tracer == nil {
+		return
+	}
+	if err := a.tracer.SkipSocket(seg.Socket); err != nil {
+		a.stats.skipErrors.Add(1)
+		return
+	}
+	a.stats.socketsSkipped.Add(1)
 }
 
 // handler adapts the Agent to socktrace.Handler.

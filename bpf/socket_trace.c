@@ -76,7 +76,9 @@ struct thread_state {
 struct sock_state {
 	__u64 conn_uid;
 	__u32 cap_seq;
-	__u32 _pad;
+	__u8 l7_state; /* enum l7_state; user space may set L7_SKIP */
+	__u8 l7_hint;
+	__u8 _pad[2];
 };
 
 struct scratch {
@@ -404,6 +406,81 @@ static __always_inline __u64 trace_id_for(__u64 pid_tgid, __u64 sk, __u8 dir)
 	return tid;
 }
 
+/* First stage of protocol inference: a cheap look at the first bytes of a
+ * socket's messages until one looks like a known protocol (the hint tells
+ * user space which parser to try first; user space has the last word) or
+ * like traffic no parser can read (TLS records, SSH), which stops the
+ * socket's data events at once. Hints are l7_protocol numbers. Only
+ * constant offsets into the scratch buffer: cheap for the verifier. */
+static __always_inline __u8 l7_infer(const __u8 *d, __u32 n, __u8 l4)
+{
+	if (n < 4)
+		return 0;
+	__u8 a = d[0], b = d[1], c = d[2], e = d[3];
+	if (l4 == IPPROTO_UDP) {
+		/* DNS: qdcount 1, standard query or response, opcode 0. */
+		if (n >= 12 && d[4] == 0 && d[5] == 1 && (c & 0x78) == 0)
+			return 120;
+		return 0;
+	}
+	/* TLS handshake record (ClientHello/ServerHello): ciphertext follows. */
+	if (a == 0x16 && b == 0x03 && c <= 0x04)
+		return L7_HINT_SKIP;
+	if (a == 'S' && b == 'S' && c == 'H' && e == '-')
+		return L7_HINT_SKIP;
+	/* HTTP/1 methods and status line. */
+	if ((a == 'G' && b == 'E' && c == 'T' && e == ' ') || (a == 'P' && b == 'O' && c == 'S' && e == 'T') ||
+	    (a == 'P' && b == 'U' && c == 'T' && e == ' ') || (a == 'H' && b == 'E' && c == 'A' && e == 'D') ||
+	    (a == 'D' && b == 'E' && c == 'L' && e == 'E') || (a == 'O' && b == 'P' && c == 'T' && e == 'I') ||
+	    (a == 'P' && b == 'A' && c == 'T' && e == 'C') || (a == 'H' && b == 'T' && c == 'T' && e == 'P'))
+		return 20;
+	if (a == 'P' && b == 'R' && c == 'I' && e == ' ')
+		return 21; /* HTTP/2 client preface */
+	if (a == 'A' && b == 'M' && c == 'Q' && e == 'P')
+		return 102;
+	if (a == 'P' && b == 'R' && c == 'P' && e == 'C')
+		return 45; /* bRPC baidu_std */
+	if (a == 0xda && b == 0xbb)
+		return 40; /* Dubbo */
+	if (a == '*' && b >= '0' && b <= '9')
+		return 80; /* Redis array of bulk strings */
+	if ((a == 'I' && b == 'N' && c == 'F' && e == 'O') || (a == 'C' && b == 'O' && c == 'N' && e == 'N' && n >= 8 && d[7] == ' '))
+		return 104; /* NATS INFO / CONNECT */
+	if (n >= 8) {
+		__u32 be = ((__u32)a << 24) | ((__u32)b << 16) | ((__u32)c << 8) | e;
+		__u32 le = ((__u32)e << 24) | ((__u32)c << 16) | ((__u32)b << 8) | a;
+		/* PostgreSQL startup (protocol 3.0) or SSLRequest. */
+		if (be == n && d[4] == 0 && d[5] == 3 && d[6] == 0 && d[7] == 0)
+			return 61;
+		if (be == 8 && d[4] == 0x04 && d[5] == 0xd2 && d[6] == 0x16 && d[7] == 0x2f)
+			return 61;
+		/* MongoDB: little-endian length equals the message, known opcode. */
+		if (n >= 16 && le == n && d[13] == 0x07 && d[14] == 0 && d[15] == 0 &&
+		    (d[12] == 0xdd || d[12] == 0xd4 || d[12] == 0xdc))
+			return 81;
+		/* MySQL: 3-byte length of the rest, sequence 0, then a command
+		 * (client) or protocol 10 (server greeting). */
+		__u32 mlen = a | ((__u32)b << 8) | ((__u32)c << 16);
+		if (e == 0 && mlen + 4 == n && (d[4] == 0x03 || d[4] == 0x16 || d[4] == 0x17 || d[4] == 0x0a))
+			return 60;
+		/* Kafka request: size of the rest, small api key and version. */
+		if (be + 4 == n && d[4] == 0 && d[5] < 80 && d[6] == 0 && d[7] < 20)
+			return 100;
+		/* FastCGI BEGIN_REQUEST: version 1, type 1, content length 8. */
+		if (a == 1 && b == 1 && d[4] == 0 && d[5] == 8)
+			return 44;
+		/* MQTT CONNECT: type 1, protocol name "MQTT" (or "MQIsdp") after a
+		 * one- or two-byte remaining length. */
+		if (a == 0x10 && ((c == 0 && e == 4 && d[4] == 'M' && d[5] == 'Q') || (e == 0 && d[4] == 4 && d[5] == 'M') ||
+				  (c == 0 && e == 6 && d[4] == 'M' && d[5] == 'Q')))
+			return 101;
+		/* SOFARPC Bolt v1/v2 request or response. */
+		if ((a == 1 || a == 2) && b <= 2 && c == 0 && (e == 1 || e == 2))
+			return 43;
+	}
+	return 0;
+}
+
 static __always_inline int exit_io(__u32 syscall, long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -420,6 +497,12 @@ static __always_inline int exit_io(__u32 syscall, long ret)
 	struct sock *sk = fd_to_sock(io.fd, &family, &l4);
 	if (!sk)
 		return 0;
+	/* A socket judged not parseable costs a map lookup and nothing more. */
+	struct sock_state *ss = get_sock_state((__u64)sk);
+	if (ss && ss->l7_state == L7_SKIP) {
+		count(CNT_L7_SKIPPED);
+		return 0;
+	}
 
 	__u32 bytes = (__u32)ret;
 	__u32 msgs = 1;
@@ -492,7 +575,6 @@ static __always_inline int exit_io(__u32 syscall, long ret)
 	if (h->rport == 0 && io.addr)
 		read_user_peer(io.addr, h);
 
-	struct sock_state *ss = get_sock_state((__u64)sk);
 	if (ss) {
 		h->conn_uid = ss->conn_uid;
 		h->cap_seq = __sync_fetch_and_add(&ss->cap_seq, 1);
@@ -516,6 +598,20 @@ static __always_inline int exit_io(__u32 syscall, long ret)
 	if (captured > MAX_PAYLOAD_LIMIT)
 		captured = MAX_PAYLOAD_LIMIT;
 	h->captured = captured;
+	if (ss && ss->l7_state == L7_INFER && captured > 0) {
+		__u8 hint = l7_infer(s->data, captured, l4);
+		if (hint == L7_HINT_SKIP && l4 == IPPROTO_TCP) {
+			ss->l7_state = L7_SKIP;
+			count(CNT_L7_SKIPPED);
+			return 0;
+		}
+		if (hint && hint != L7_HINT_SKIP) {
+			ss->l7_hint = hint;
+			ss->l7_state = L7_HINTED;
+		}
+	}
+	if (ss)
+		h->l7_hint = ss->l7_hint;
 	if (bpf_ringbuf_output(&events, s, sizeof(*h) + captured, rb_flags()))
 		count(CNT_RINGBUF_FULL);
 	return 0;
@@ -558,8 +654,13 @@ static __always_inline int conn_opened(__u32 syscall, __u8 role, int fd)
 	h.syscall = syscall;
 	read_tuple(sk, family, &h);
 	struct sock_state *ss = get_sock_state((__u64)sk);
-	if (ss)
+	if (ss) {
 		h.conn_uid = ss->conn_uid;
+		/* A new connection: a verdict on a recycled sock pointer's old
+		 * connection must not carry over. */
+		ss->l7_state = L7_INFER;
+		ss->l7_hint = 0;
+	}
 	emit_header(&h);
 	return 0;
 }

@@ -41,6 +41,7 @@ enum counter {
 	CNT_PAYLOAD_READ_FAIL,    /* bpf_probe_read_user of payload/iovec failed */
 	CNT_ARGS_READ_FAIL,       /* msghdr/mmsghdr/sockaddr read failed */
 	CNT_IOV_TRUNCATED,        /* more than MAX_IOV iovecs: payload prefix cut short */
+	CNT_L7_SKIPPED,           /* data events not sent: socket judged not parseable */
 	CNT_MAX,
 };
 
@@ -87,7 +88,18 @@ struct event_header {
 	__u8 raddr[16];
 	char comm[16];
 	__u32 syscall;   /* enum syscall_kind */
-	__u32 _pad;
+	__u8 l7_hint;    /* kernel's guess of the socket's L7 protocol (l7_protocol number), 0 = none */
+	__u8 _pad[3];
 };
+
+/* Per-socket inference state (struct sock_state.l7_state). */
+enum l7_state {
+	L7_INFER = 0,  /* no verdict yet: first bytes are checked */
+	L7_HINTED = 1, /* the kernel guessed a protocol: user space confirms */
+	L7_SKIP = 2,   /* not parseable (TLS, SSH, or user space gave up): no data events */
+};
+
+/* Value of l7_hint that means "never parseable here". */
+#define L7_HINT_SKIP 255
 
 #endif

@@ -63,6 +63,12 @@ type Segment struct {
 	CapSeq         uint32 // per-socket capture sequence (increments per syscall on that socket)
 	SyscallTraceID uint64 // thread-level correlation id assigned in the kernel
 	Coroutine      uint64 // goroutine id when known
+	// Socket is the kernel's key for the socket (eBPF; opaque), for
+	// verdicts sent back to the kernel (see socktrace.Tracer.SkipSocket).
+	Socket uint64
+	// ProtoHint is the kernel's first-stage guess of the L7 protocol (an
+	// l7_protocol number; 0 = none): user space tries that parser first.
+	ProtoHint uint8
 
 	// Packet-level hint: IP TTL/hop limit of the packet that carried Data[0] (0 = unknown).
 	TTL uint8

@@ -58,6 +58,11 @@ type Config struct {
 	AgentID, Host string
 	OrgID, TeamID uint16
 
+	// Verdict, when set, is told once per connection whether inference
+	// found its protocol (p non-nil) or gave up (p nil), with the segment
+	// that decided: the agent uses it to stop the kernel sending a socket
+	// no parser reads. Called on the feeding goroutine; must not block.
+	Verdict func(seg *capture.Segment, p l7.Protocol)
 	// Now is the clock used when a segment carries no time. Optional.
 	Now func() time.Time
 	// Logger receives rare warnings (a parser that panicked). Optional.
@@ -267,7 +272,7 @@ func (a *Assembler) infer(c *conn, seg *capture.Segment) bool {
 		// Nothing to look at (a gap, or an empty read): not an attempt.
 		return false
 	}
-	p, err := inferProtocol(a.cfg.Protocols, seg.Data, c.tuple.L4)
+	p, err := inferProtocol(a.cfg.Protocols, seg.ProtoHint, seg.Data, c.tuple.L4)
 	if err != nil {
 		a.stats.parserPanics.Add(1)
 		a.cfg.Logger.Warn("session: protocol inference panicked", "conn", c.id, "err", err)
@@ -280,6 +285,9 @@ func (a *Assembler) infer(c *conn, seg *capture.Segment) bool {
 		} else {
 			c.setProtocol(p, parser)
 			a.stats.connsInferred.Add(1)
+			if a.cfg.Verdict != nil {
+				a.cfg.Verdict(seg, p)
+			}
 			return true
 		}
 	}
@@ -287,18 +295,33 @@ func (a *Assembler) infer(c *conn, seg *capture.Segment) bool {
 	if c.attempts >= a.cfg.InferenceAttempts {
 		c.state = stateUnknown
 		a.stats.inferenceFailures.Add(1)
+		if a.cfg.Verdict != nil {
+			a.cfg.Verdict(seg, nil)
+		}
 	}
 	return false
 }
 
-// inferProtocol returns the first protocol that claims data, recovering from
-// a protocol that panics on hostile input.
-func inferProtocol(protos []l7.Protocol, data []byte, l4 uint8) (p l7.Protocol, err error) {
+// inferProtocol returns the first protocol that claims data, the one the
+// kernel hinted at (an l7_protocol number, 0 for none) tried first, recovering
+// from a protocol that panics on hostile input.
+func inferProtocol(protos []l7.Protocol, hint uint8, data []byte, l4 uint8) (p l7.Protocol, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			p, err = nil, fmt.Errorf("infer: %v", r)
 		}
 	}()
+	if hint != 0 {
+		for _, p := range protos {
+			if uint8(p.ID()) == hint {
+				switch p.Infer(data, l4) {
+				case l7.IsRequest, l7.IsResponse:
+					return p, nil
+				}
+				break
+			}
+		}
+	}
 	for _, p := range protos {
 		switch p.Infer(data, l4) {
 		case l7.IsRequest, l7.IsResponse:

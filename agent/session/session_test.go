@@ -494,6 +494,43 @@ func TestProtocolOrder(t *testing.T) {
 	}
 }
 
+func TestKernelHintAndVerdicts(t *testing.T) {
+	// Both protocols claim "REQ ": the kernel's hint beats list order.
+	other := fifoProto()
+	other.id = flowlog.L7MySQL
+	type verdict struct {
+		conn uint64
+		p    flowlog.L7Protocol // 0: gave up
+	}
+	var got []verdict
+	cfg := Config{Verdict: func(seg *capture.Segment, p l7.Protocol) {
+		v := verdict{conn: seg.ConnID}
+		if p != nil {
+			v.p = p.ID()
+		}
+		got = append(got, v)
+	}}
+	a, rows := newTest(cfg, other, fifoProto())
+	seg := ebpfSeg(1, capture.AtoB, 0, "REQ 1\n")
+	seg.ProtoHint = uint8(flowlog.L7Redis)
+	a.Feed(seg)
+	a.Feed(ebpfSeg(1, capture.BtoA, 1, "RESP 1 200\n"))
+	// A hint whose parser does not claim the bytes falls back to the list.
+	seg = ebpfSeg(2, capture.AtoB, 2, "REQ 1\n")
+	seg.ProtoHint = uint8(flowlog.L7DNS)
+	a.Feed(seg)
+	for i := range 4 {
+		a.Feed(ebpfSeg(3, capture.AtoB, 3+i, "??"))
+	}
+	if len(*rows) != 1 || (*rows)[0].L7Protocol != flowlog.L7Redis {
+		t.Fatalf("rows = %+v", *rows)
+	}
+	want := []verdict{{1, flowlog.L7Redis}, {2, flowlog.L7MySQL}, {3, 0}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("verdicts = %v, want %v", got, want)
+	}
+}
+
 func TestEviction(t *testing.T) {
 	a, rows := newTest(Config{MaxConns: 2}, fifoProto())
 	a.Feed(ebpfSeg(1, capture.AtoB, 0, "REQ 1 res=/c1\n"))

@@ -63,6 +63,7 @@ type header struct {
 	laddr, raddr    [16]byte
 	comm            [16]byte
 	syscall         uint32
+	l7Hint          uint8
 }
 
 var (
@@ -101,6 +102,7 @@ func decodeHeader(b []byte, h *header) (payload []byte, err error) {
 	copy(h.raddr[:], b[96:112])
 	copy(h.comm[:], b[112:128])
 	h.syscall = le.Uint32(b[128:])
+	h.l7Hint = b[132]
 	rest := b[headerSize:]
 	if h.typ != eventData {
 		return nil, nil

@@ -54,6 +54,7 @@ type Stats struct {
 	PayloadReadFail  uint64 // payload prefix not (fully) read
 	ArgsReadFail     uint64 // msghdr/mmsghdr/sockaddr not read: event lost or peer unknown
 	IOVTruncated     uint64 // more iovecs than walked: payload prefix short
+	L7Skipped        uint64 // data events not sent: the socket is not parseable (TLS, SSH, unknown)
 	// User-space counters.
 	EventsRead   uint64
 	Segments     uint64
@@ -89,6 +90,7 @@ func (t *Tracer) Stats() Stats {
 	dst := []*uint64{
 		&s.RingbufFull, &s.ScratchMiss, &s.ActiveUpdateFail, &s.SockStateFail,
 		&s.ThreadStateFail, &s.PayloadReadFail, &s.ArgsReadFail, &s.IOVTruncated,
+		&s.L7Skipped,
 	}
 	var perCPU []uint64
 	for i, d := range dst {
@@ -179,6 +181,8 @@ func (d *decoder) dispatch(b []byte, h Handler, st *userStats) error {
 			FD:             hd.fd,
 			CapSeq:         hd.capSeq,
 			SyscallTraceID: hd.traceID,
+			Socket:         hd.sock,
+			ProtoHint:      hd.l7Hint,
 		}
 		if hd.dir == dirIngress {
 			d.seg.Dir = capture.BtoA

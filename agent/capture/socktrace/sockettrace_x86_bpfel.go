@@ -50,7 +50,8 @@ type socketTraceEventHeader struct {
 	Raddr    [16]uint8
 	Comm     [16]int8
 	Syscall  uint32
-	Pad      uint32
+	L7Hint   uint8
+	Pad      [3]uint8
 }
 
 type socketTracePendingFd struct {
@@ -69,7 +70,9 @@ type socketTraceSockState struct {
 	_       structs.HostLayout
 	ConnUid uint64
 	CapSeq  uint32
-	Pad     uint32
+	L7State uint8
+	L7Hint  uint8
+	Pad     [2]uint8
 }
 
 type socketTraceThreadState struct {

@@ -264,7 +264,7 @@ func (t *Tracer) load() error {
 
 // kernelMaps are the maps user space touches.
 type kernelMaps struct {
-	events, counters, idCounter, excludedPIDs, tracedPIDs *ebpf.Map
+	events, counters, idCounter, excludedPIDs, tracedPIDs, sockStates *ebpf.Map
 }
 
 func lookupMaps(coll *ebpf.Collection) (kernelMaps, error) {
@@ -275,6 +275,7 @@ func lookupMaps(coll *ebpf.Collection) (kernelMaps, error) {
 		"id_counter":    &m.idCounter,
 		"excluded_pids": &m.excludedPIDs,
 		"traced_pids":   &m.tracedPIDs,
+		"sock_states":   &m.sockStates,
 	} {
 		mp, ok := coll.Maps[name]
 		if !ok {
@@ -355,5 +356,29 @@ func ensureTracefs(log *slog.Logger) error {
 			"(try: mount -t tracefs tracefs %s): %w", dir, err)
 	}
 	log.Info("mounted tracefs", "path", dir)
+	return nil
+}
+
+// l7Skip mirrors L7_SKIP in bpf/socket_trace.h.
+const l7Skip = 2
+
+// SkipSocket tells the kernel to stop sending data events for the socket
+// (capture.Segment.Socket): user space found no parser for it. The socket's
+// close is still reported; a new connection on the same socket starts
+// afresh. A socket the kernel no longer tracks is not an error.
+func (t *Tracer) SkipSocket(sock uint64) error {
+	var st socketTraceSockState
+	if err := t.maps.sockStates.Lookup(sock, &st); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		return fmt.Errorf("socktrace: look up socket state: %w", err)
+	}
+	// Only l7_state changes; a racing cap_seq increment is lost, which does
+	// not matter: a skipped socket sends no more data events.
+	st.L7State = l7Skip
+	if err := t.maps.sockStates.Update(sock, &st, ebpf.UpdateExist); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("socktrace: skip socket: %w", err)
+	}
 	return nil
 }
