@@ -53,8 +53,11 @@ type Config struct {
 	MaxRowsPerSecond int
 	// ExpireEvery is how often pending requests are checked for timeouts (default 1 s).
 	ExpireEvery time.Duration
-	// Protocols overrides the parsed protocols (nil: registry.New with
-	// RequestTimeout). Tests use it to run one protocol alone.
+	// L7 chooses and configures the parsed protocols; RequestTimeout, when
+	// set, fills L7.RequestTimeout.
+	L7 registry.Config
+	// Protocols overrides L7 with ready-made protocols (tests use it to run
+	// one protocol alone).
 	Protocols []l7.Protocol
 	// Sink, when set, receives every row instead of the wire shipper, and
 	// Server is not needed: for running the agent in-process with a
@@ -148,7 +151,17 @@ func New(cfg Config) (*Agent, error) {
 	}
 	protocols := cfg.Protocols
 	if protocols == nil {
-		protocols = registry.New(registry.Config{RequestTimeout: cfg.RequestTimeout})
+		l7cfg := cfg.L7
+		if cfg.RequestTimeout > 0 {
+			l7cfg.RequestTimeout = cfg.RequestTimeout
+		}
+		var err error
+		if protocols, err = registry.New(l7cfg); err != nil {
+			if a.shipper != nil {
+				a.shipper.Close()
+			}
+			return nil, fmt.Errorf("agent: %w", err)
+		}
 	}
 	a.asm = session.New(session.Config{
 		Protocols: protocols,

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/sightline-io/sightline/agent/l7/registry"
 	"github.com/sightline-io/sightline/doctor"
@@ -21,9 +20,18 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	format := fs.String("format", "jsonl", "output format (jsonl)")
 	host := fs.String("host", "", "value for the host column (default: empty)")
 	stats := fs.Bool("stats", false, "print reassembly and session counters to stderr at the end")
-	requestTimeout := fs.Duration("request-timeout", 120*time.Second,
-		"a request without a response after this long (capture time) becomes a Timeout row")
+	var pf protocolFlags
+	pf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	l7cfg, err := pf.config()
+	if err != nil {
+		fmt.Fprintf(stderr, "sightline replay: %v\n", err)
+		return errUsage
+	}
+	protocols, err := registry.New(l7cfg)
+	if err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -39,7 +47,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	st, err := replay.Run(ctx, fs.Arg(0), out, replay.Options{
 		Format:    *format,
 		Host:      *host,
-		Protocols: registry.New(registry.Config{RequestTimeout: *requestTimeout}),
+		Protocols: protocols,
 	})
 	if ferr := out.Flush(); err == nil {
 		err = ferr

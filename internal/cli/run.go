@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -45,22 +46,17 @@ type agentFlags struct {
 	maxPayload, ringBytes int
 	maxRowsPerSecond      int
 	agentID               string
-	requestTimeout        time.Duration
 	cpuProfile            string
+	proto                 protocolFlags
 }
 
-func (f *agentFlags) register(fs interface {
-	StringVar(*string, string, string, string)
-	IntVar(*int, string, int, string)
-	DurationVar(*time.Duration, string, time.Duration, string)
-}) {
+func (f *agentFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxPayload, "max-payload", 1024, "bytes of each syscall's payload to capture (up to 16384)")
 	fs.IntVar(&f.ringBytes, "ring-buffer", 8<<20, "kernel ring buffer size in bytes (power of two)")
 	fs.StringVar(&f.agentID, "agent-id", "", "agent id in every row (default: host name)")
 	fs.IntVar(&f.maxRowsPerSecond, "max-rows-per-second", 10000,
 		"ship at most this many l7_flow_log rows per second; the rest are dropped and counted (0: no cap)")
-	fs.DurationVar(&f.requestTimeout, "request-timeout", 120*time.Second,
-		"a request without a response after this long is stored with response_status 2 (Timeout)")
+	f.proto.register(fs)
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of this process to FILE until it stops (for overhead work)")
 }
 
@@ -84,9 +80,13 @@ func (f *agentFlags) startProfile() (stop func(), err error) {
 	}, nil
 }
 
-func (f *agentFlags) config(server string, reg prometheus.Registerer, log *slog.Logger) agent.Config {
+func (f *agentFlags) config(server string, reg prometheus.Registerer, log *slog.Logger) (agent.Config, error) {
+	l7cfg, err := f.proto.config()
+	if err != nil {
+		return agent.Config{}, err
+	}
 	return agent.Config{Server: server, AgentID: f.agentID, MaxPayload: f.maxPayload,
-		RingBufferBytes: f.ringBytes, RequestTimeout: f.requestTimeout, MaxRowsPerSecond: f.maxRowsPerSecond, Registerer: reg, Logger: log}
+		RingBufferBytes: f.ringBytes, L7: l7cfg, MaxRowsPerSecond: f.maxRowsPerSecond, Registerer: reg, Logger: log}, nil
 }
 
 func newLogger(stderr io.Writer) *slog.Logger {
@@ -131,6 +131,10 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if _, err := af.proto.config(); err != nil {
+		fmt.Fprintf(stderr, "sightline: %v\n", err)
+		return errUsage
+	}
 	stopProfile, err := af.startProfile()
 	if err != nil {
 		return err
@@ -153,7 +157,11 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}()
 		defer ms.Close()
 	}
-	a, err := agent.New(af.config(*serverAddr, reg, log))
+	cfg, err := af.config(*serverAddr, reg, log)
+	if err != nil {
+		return err
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -171,6 +179,10 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if _, err := af.proto.config(); err != nil {
+		fmt.Fprintf(stderr, "sightline: %v\n", err)
+		return errUsage
+	}
 	stopProfile, err := af.startProfile()
 	if err != nil {
 		return err
@@ -187,7 +199,12 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer cancel()
 		return srv.Shutdown(sctx)
 	}
-	a, err := agent.New(af.config(srv.GRPCAddr(), reg, log))
+	cfg, err := af.config(srv.GRPCAddr(), reg, log)
+	if err != nil {
+		stopServer()
+		return err
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		stopServer()
 		return err

@@ -3,26 +3,144 @@
 package registry
 
 import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/agent/l7/http1"
+	"github.com/sightline-io/sightline/flowlog"
 )
 
 // Config holds the protocol settings users can change. The zero value means
-// every protocol's defaults.
+// every protocol, with its defaults.
 type Config struct {
 	// RequestTimeout is how long a request waits for its response before it
-	// becomes a Timeout row (0: each protocol's default, 120 s for HTTP).
+	// becomes a Timeout row, for every protocol (0: each protocol's default:
+	// 15 s DNS, 120 s the others).
 	RequestTimeout time.Duration
+	// Timeouts sets the timeout of single protocols by name; it beats
+	// RequestTimeout.
+	Timeouts map[string]time.Duration
+	// Enable, when not empty, is the only protocols parsed (by name).
+	Enable []string
+	// Disable removes protocols (by name).
+	Disable []string
+	// KeepSecrets stores passwords, AUTH arguments, SQL literals and values
+	// as captured instead of masking them.
+	KeepSecrets bool
 }
 
-// New returns every built-in protocol configured by cfg.
-func New(cfg Config) []l7.Protocol {
-	return []l7.Protocol{
-		http1.New(http1.WithTimeout(cfg.RequestTimeout)),
+// entry is one built-in protocol.
+type entry struct {
+	name string
+	id   flowlog.L7Protocol
+	make func(l7.Config) l7.Protocol
+}
+
+// builtins lists every protocol in inference order: the ones whose first
+// bytes are the most distinctive come first, loose text protocols last, so a
+// protocol with a weak signature cannot steal another's connection. (The
+// kernel's hint, when there is one, is tried before this order.)
+func builtins() []entry {
+	return []entry{
+		{"http", flowlog.L7HTTP1, func(c l7.Config) l7.Protocol { return http1.New(http1.WithTimeout(c.Timeout)) }},
 	}
 }
 
+// Names returns the protocol names Config accepts, in inference order.
+func Names() []string {
+	var out []string
+	for _, e := range builtins() {
+		out = append(out, e.name)
+	}
+	return out
+}
+
+// New returns the enabled protocols configured by cfg. Unknown names are
+// an error, so a typo does not silently disable nothing.
+func New(cfg Config) ([]l7.Protocol, error) {
+	all := builtins()
+	known := func(name string) bool {
+		return slices.ContainsFunc(all, func(e entry) bool { return e.name == name })
+	}
+	for _, list := range [][]string{cfg.Enable, cfg.Disable} {
+		for _, n := range list {
+			if !known(n) {
+				return nil, fmt.Errorf("registry: unknown protocol %q (known: %s)", n, strings.Join(Names(), ", "))
+			}
+		}
+	}
+	for n, d := range cfg.Timeouts {
+		if !known(n) {
+			return nil, fmt.Errorf("registry: timeout for unknown protocol %q (known: %s)", n, strings.Join(Names(), ", "))
+		}
+		if d <= 0 {
+			return nil, fmt.Errorf("registry: timeout for %s must be positive, got %v", n, d)
+		}
+	}
+	var out []l7.Protocol
+	for _, e := range all {
+		if len(cfg.Enable) > 0 && !slices.Contains(cfg.Enable, e.name) {
+			continue
+		}
+		if slices.Contains(cfg.Disable, e.name) {
+			continue
+		}
+		c := l7.Config{Timeout: cfg.RequestTimeout, KeepSecrets: cfg.KeepSecrets}
+		if d, ok := cfg.Timeouts[e.name]; ok {
+			c.Timeout = d
+		}
+		out = append(out, e.make(c))
+	}
+	return out, nil
+}
+
 // Default returns every built-in protocol with default settings.
-func Default() []l7.Protocol { return New(Config{}) }
+func Default() []l7.Protocol {
+	p, err := New(Config{})
+	if err != nil {
+		panic(err) // the zero Config names no protocol: cannot fail
+	}
+	return p
+}
+
+// ParseList parses a comma-separated list of protocol names ("" is none).
+func ParseList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.ToLower(strings.TrimSpace(f)); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// ParseTimeouts parses "dns=15s,mysql=1m" into per-protocol timeouts.
+func ParseTimeouts(s string) (map[string]time.Duration, error) {
+	out := map[string]time.Duration{}
+	for _, f := range ParseList(s) {
+		name, v, ok := strings.Cut(f, "=")
+		if !ok {
+			return nil, fmt.Errorf("registry: timeout %q: want name=duration", f)
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return nil, fmt.Errorf("registry: timeout %q: %w", f, err)
+		}
+		out[name] = d
+	}
+	return out, nil
+}
+
+// IDs returns the l7_protocol numbers of protos, sorted (for diagnostics).
+func IDs(protos []l7.Protocol) []int {
+	var out []int
+	for _, p := range protos {
+		out = append(out, int(p.ID()))
+	}
+	sort.Ints(out)
+	return out
+}
