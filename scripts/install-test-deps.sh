@@ -13,6 +13,20 @@ have clang   || need+=(clang llvm)
 have bpftool || need+=(bpftool)
 [ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
 have gcc     || need+=(gcc)
+# Real servers and clients the protocol tests drive (agent/l7/*/live_test.go).
+have redis-server    || need+=(redis-server)
+have redis-cli       || need+=(redis-tools)
+have psql            || need+=(postgresql-client)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+have mariadbd        || need+=(mariadb-server)
+have mariadb         || need+=(mariadb-client)
+have mosquitto       || need+=(mosquitto)
+have mosquitto_pub   || need+=(mosquitto-clients)
+have memcached       || need+=(memcached)
+have rabbitmq-server || need+=(rabbitmq-server)
+have dnsmasq         || need+=(dnsmasq-base)
+have dig             || need+=(dnsutils)
+ls /usr/sbin/php-fpm* >/dev/null 2>&1 || need+=(php-fpm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -22,7 +36,9 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-# The tests start their own nginx instances; keep the distribution's default one from holding port 80.
-if have systemctl && systemctl is-active --quiet nginx 2>/dev/null; then
-  systemctl stop nginx || true
+# The tests start their own server instances; keep the distribution's services from holding ports.
+if have systemctl; then
+  for svc in nginx redis-server postgresql mariadb mosquitto memcached rabbitmq-server php8.2-fpm; do
+    systemctl is-active --quiet "$svc" 2>/dev/null && systemctl stop "$svc" || true
+  done
 fi
