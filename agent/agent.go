@@ -23,6 +23,7 @@ import (
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/agent/l7/registry"
 	"github.com/sightline-io/sightline/agent/procinfo"
+	"github.com/sightline-io/sightline/agent/reorder"
 	"github.com/sightline-io/sightline/agent/session"
 	"github.com/sightline-io/sightline/flowlog"
 	"github.com/sightline-io/sightline/internal/promstats"
@@ -51,6 +52,10 @@ type Config struct {
 	// costs parsing only, not shipping and storage; the same knob as
 	// DeepFlow's l7_log_collect_nps_threshold.
 	MaxRowsPerSecond int
+	// ReorderWindow is how long events are held so that a late one (a
+	// write whose exit ran after the peer's answer was read) can be put
+	// back in causal order (default 20 ms; see package reorder).
+	ReorderWindow time.Duration
 	// ExpireEvery is how often pending requests are checked for timeouts (default 1 s).
 	ExpireEvery time.Duration
 	// L7 chooses and configures the parsed protocols; RequestTimeout, when
@@ -69,6 +74,9 @@ type Config struct {
 	Logger     *slog.Logger
 }
 
+// releaseEvery is how often held events are released when the ring is quiet.
+const releaseEvery = 25 * time.Millisecond
+
 // Agent runs the capture pipeline until its context ends.
 type Agent struct {
 	cfg     Config
@@ -79,8 +87,9 @@ type Agent struct {
 
 	// mu serialises the session Assembler: the ring-buffer reader feeds it and
 	// the expiry ticker expires it.
-	mu  sync.Mutex
-	asm *session.Assembler
+	mu    sync.Mutex
+	asm   *session.Assembler
+	order *reorder.Buffer
 	// rowLimit is nil without a cap; used under mu.
 	rowLimit *rate.Limiter
 	stats    agentStats
@@ -171,6 +180,8 @@ func New(cfg Config) (*Agent, error) {
 		Verdict:   a.verdict,
 	}, a.emit)
 
+	a.order = reorder.New(reorder.Config{Window: cfg.ReorderWindow}, sessionSink{a.asm})
+
 	tracer, err := socktrace.New(socktrace.Config{
 		MaxPayload:      cfg.MaxPayload,
 		RingBufferBytes: cfg.RingBufferBytes,
@@ -193,6 +204,11 @@ func New(cfg Config) (*Agent, error) {
 				return a.asm.Stats()
 			}),
 			promstats.New("sightline_agent_procinfo", func() any { return a.procs.Stats() }),
+			promstats.New("sightline_agent_reorder", func() any {
+				a.mu.Lock()
+				defer a.mu.Unlock()
+				return a.order.Stats()
+			}),
 			promstats.New("sightline_agent", func() any { return a.Stats() }),
 		)
 	}
@@ -214,13 +230,22 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	tick := time.NewTicker(a.cfg.ExpireEvery)
 	defer tick.Stop()
+	// Held events are released as newer ones arrive; this ticker releases
+	// them when the ring is quiet.
+	releaseTick := time.NewTicker(releaseEvery)
+	defer releaseTick.Stop()
 	go func() {
 		for {
 			select {
 			case <-ctx.Done():
 				return
+			case now := <-releaseTick.C:
+				a.mu.Lock()
+				a.order.Release(now)
+				a.mu.Unlock()
 			case now := <-tick.C:
 				a.mu.Lock()
+				a.order.Release(now)
 				a.asm.Expire(now)
 				a.mu.Unlock()
 			}
@@ -235,6 +260,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	// Shutdown: everything pending becomes rows, then the shipper drains.
 	a.mu.Lock()
+	a.order.Flush()
 	a.asm.FlushAll(time.Now())
 	a.mu.Unlock()
 	if a.shipper != nil {
@@ -298,13 +324,13 @@ type handler struct{ a *Agent }
 
 func (h handler) Segment(seg *capture.Segment) {
 	h.a.mu.Lock()
-	h.a.asm.Feed(seg)
+	h.a.order.Segment(seg)
 	h.a.mu.Unlock()
 }
 
 func (h handler) Closed(c capture.Closed) {
 	h.a.mu.Lock()
-	h.a.asm.CloseConn(c)
+	h.a.order.Closed(c)
 	h.a.mu.Unlock()
 }
 
@@ -313,3 +339,9 @@ func (h handler) ConnOpened(socktrace.ConnInfo) {}
 func (h handler) ProcessExec(pid uint32) { h.a.procs.Invalidate(pid) }
 
 func (h handler) ProcessExit(pid uint32) { h.a.procs.Forget(pid) }
+
+// sessionSink hands reordered events to the session Assembler.
+type sessionSink struct{ asm *session.Assembler }
+
+func (s sessionSink) Segment(seg *capture.Segment) { s.asm.Feed(seg) }
+func (s sessionSink) Closed(c capture.Closed)      { s.asm.CloseConn(c) }
