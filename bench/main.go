@@ -5,6 +5,8 @@
 //	P1  wrk → nginx (1 KiB file, keep-alive, saturation): requests/s with the agent vs without.
 //	P2  agent CPU (user space + BPF programs) per captured request at a fixed request rate.
 //	P4  `sightline replay` rows/s vs `tshark -r FILE -Y http` on the same capture.
+//	P5  replay rows/s per core for each protocol's recorded capture (multiplied).
+//	P6  agent CPU per captured request for Redis and MySQL at a fixed rate.
 package main
 
 import (
@@ -21,7 +23,7 @@ import (
 
 func main() {
 	bin := flag.String("bin", "bin/sightline", "sightline binary to measure")
-	only := flag.String("only", "p1,p2,p4", "comma-separated benchmarks to run")
+	only := flag.String("only", "p1,p2,p4,p5,p6", "comma-separated benchmarks to run")
 	rounds := flag.Int("rounds", 3, "alternating with/without rounds for P1 (medians are reported)")
 	duration := flag.Duration("duration", 0, "per-round duration for P1/P2 (0 = defaults)")
 	flag.Parse()
@@ -46,6 +48,10 @@ func main() {
 			err = b.p2(ctx)
 		case "p4":
 			err = b.p4(ctx)
+		case "p5":
+			err = b.p5(ctx)
+		case "p6":
+			err = b.p6(ctx)
 		default:
 			err = fmt.Errorf("unknown benchmark %q", name)
 		}
