@@ -23,6 +23,8 @@ const (
 
 	afInet  = 2
 	afInet6 = 10
+
+	ipprotoUDP = 17
 )
 
 // Role says which side opened a connection.
@@ -137,12 +139,23 @@ func (h *header) tuple() (capture.Tuple, error) {
 // per-socket conn_uid is unique per boot, mixed with the tgid because a
 // socket shared across fork is two views. Falls back to the sock pointer
 // if the kernel could not allocate socket state.
+//
+// A UDP socket that is not connected talks to many peers through one
+// socket (a DNS server): each peer is its own connection, so the peer's
+// address and port are mixed in. A connected UDP socket has one peer, and
+// its close event names it, so its close still finds the connection.
 func (h *header) connID() uint64 {
 	id := h.connUID
 	if id == 0 {
 		id = h.sock
 	}
-	return mix64(id ^ mix64(uint64(h.pid)))
+	id = mix64(id ^ mix64(uint64(h.pid)))
+	if h.l4 == ipprotoUDP {
+		peer := uint64(h.rport)<<32 ^ uint64(binary.LittleEndian.Uint32(h.raddr[12:])) ^
+			binary.LittleEndian.Uint64(h.raddr[:8])<<1 ^ uint64(binary.LittleEndian.Uint32(h.raddr[8:12]))<<17
+		id = mix64(id ^ peer)
+	}
+	return id
 }
 
 // mix64 is the splitmix64 finalizer: a bijection with good avalanche.

@@ -30,7 +30,7 @@ func sampleHeader() socketTraceEventHeader {
 		Type: eventData, Pid: 4242, Tid: 4243, Fd: 7,
 		EnterNs: 1_000_000, ExitNs: 1_000_500, Sock: 0xffff888000001000, ConnUid: 99, TraceId: 1234,
 		Bytes: 5000, Captured: 5, TcpSeq: 0xdeadbeef, CapSeq: 3,
-		Family: afInet, L4: 6, Dir: dirIngress, Lport: 8080, Rport: 51000, Syscall: 1,
+		Family: afInet, L4: 6, Dir: dirIngress, Lport: 8080, Rport: 51000, Syscall: 1, L7Hint: 20,
 	}
 	copy(h.Laddr[:], []byte{10, 0, 0, 1})
 	copy(h.Raddr[:], []byte{10, 0, 0, 2})
@@ -60,11 +60,32 @@ func TestHeaderLayout(t *testing.T) {
 		h.connUID != want.ConnUid || h.traceID != want.TraceId || h.bytes != want.Bytes ||
 		h.captured != want.Captured || h.tcpSeq != want.TcpSeq || h.capSeq != want.CapSeq ||
 		h.family != want.Family || h.l4 != want.L4 || h.dir != want.Dir || h.lport != want.Lport ||
-		h.rport != want.Rport || h.laddr != want.Laddr || h.raddr != want.Raddr || h.syscall != want.Syscall {
+		h.rport != want.Rport || h.laddr != want.Laddr || h.raddr != want.Raddr || h.syscall != want.Syscall ||
+		h.l7Hint != want.L7Hint {
 		t.Errorf("decoded %+v from %+v", h, want)
 	}
 	if string(h.comm[:4]) != "curl" {
 		t.Errorf("comm %q", h.comm)
+	}
+}
+
+// TestConnIDPerUDPPeer: an unconnected UDP socket (a DNS server) talks to
+// many peers; each is its own connection. A TCP socket is one connection
+// whatever the header says about the peer.
+func TestConnIDPerUDPPeer(t *testing.T) {
+	id := func(l4 uint8, rport uint16, last byte) uint64 {
+		h := header{connUID: 99, pid: 1, l4: l4, rport: rport}
+		h.raddr[3] = last
+		return h.connID()
+	}
+	if id(17, 5000, 1) == id(17, 5001, 1) || id(17, 5000, 1) == id(17, 5000, 2) {
+		t.Error("UDP peers share a connection id")
+	}
+	if id(17, 5000, 1) != id(17, 5000, 1) {
+		t.Error("UDP connection id not stable")
+	}
+	if id(6, 5000, 1) != id(6, 5001, 2) {
+		t.Error("TCP connection id depends on the peer")
 	}
 }
 
