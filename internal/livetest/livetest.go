@@ -262,7 +262,9 @@ func Record(t testing.TB, name, filter string) (stop func()) {
 	}
 	RequireTools(t, "tcpdump")
 	path := filepath.Join(dir, name)
-	cmd := exec.Command("tcpdump", "-i", "lo", "-U", "-s", "0", "-w", path, filter)
+	// --immediate-mode: without it tcpdump hands packets over only when its
+	// buffer times out, and what it holds at SIGINT is lost.
+	cmd := exec.Command("tcpdump", "-i", "lo", "--immediate-mode", "-U", "-s", "0", "-w", path, filter)
 	var errBuf bytes.Buffer
 	cmd.Stderr = &errBuf
 	if err := cmd.Start(); err != nil {

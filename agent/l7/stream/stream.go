@@ -65,6 +65,10 @@ type Buffer struct {
 	// skip is how many bytes of a delivered, truncated frame are still to
 	// come and must be discarded.
 	skip int
+	// cur and f live here so Feed does not allocate: the callback gets
+	// pointers to them.
+	cur capture.Segment
+	f   Frame
 
 	Stats Stats
 }
@@ -105,11 +109,12 @@ func (b *Buffer) Feed(seg *capture.Segment, frameLen FrameLen, fn func(*Frame) b
 		}
 	}
 
-	cur := *seg
-	cur.Data = nil
+	b.cur = *seg
+	b.cur.Data = nil
+	cur := &b.cur
 	b.fromCur = 0
-	var f Frame
-	f.End = &cur
+	f := &b.f
+	*f = Frame{End: cur}
 	for {
 		var head []byte
 		inBuf := len(b.buf) > 0
@@ -137,7 +142,7 @@ func (b *Buffer) Feed(seg *capture.Segment, frameLen FrameLen, fn func(*Frame) b
 		if inBuf {
 			f.Start, f.TCPSeq = &b.first, b.firstSeq
 		} else {
-			f.Start, f.TCPSeq = &cur, seg.TCPSeq+uint32(off)
+			f.Start, f.TCPSeq = cur, seg.TCPSeq+uint32(off)
 		}
 		switch {
 		case n == 0 || (n > len(head) && gap == 0 && len(head) < b.max()):
@@ -157,7 +162,7 @@ func (b *Buffer) Feed(seg *capture.Segment, frameLen FrameLen, fn func(*Frame) b
 		case n <= len(head):
 			f.Data, f.Missing = head[:n], 0
 			b.Stats.Frames++
-			ok := fn(&f)
+			ok := fn(f)
 			if len(b.buf) > 0 {
 				b.consume(n, seg)
 			} else {
@@ -173,7 +178,7 @@ func (b *Buffer) Feed(seg *capture.Segment, frameLen FrameLen, fn func(*Frame) b
 			f.Data, f.Missing = head, n-len(head)
 			b.Stats.Frames++
 			b.Stats.Truncated++
-			ok := fn(&f)
+			ok := fn(f)
 			missing := n - len(head)
 			if len(b.buf) == 0 {
 				data, off = data[len(head):], off+len(head) // head was data

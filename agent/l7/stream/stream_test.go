@@ -210,3 +210,14 @@ func FuzzBuffer(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkFeed(b *testing.B) {
+	data := cat(frame("hello world"), frame("second frame"))
+	s := seg(0, 1, data, 0)
+	var buf Buffer
+	b.ReportAllocs()
+	n := 0
+	for range b.N {
+		buf.Feed(&s, lenPrefixed, func(f *Frame) bool { n += len(f.Data); return true })
+	}
+}
