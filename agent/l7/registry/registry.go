@@ -11,6 +11,7 @@ import (
 
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/agent/l7/http1"
+	"github.com/sightline-io/sightline/agent/l7/http2"
 	"github.com/sightline-io/sightline/flowlog"
 )
 
@@ -47,6 +48,7 @@ type entry struct {
 func builtins() []entry {
 	return []entry{
 		{"http", flowlog.L7HTTP1, func(c l7.Config) l7.Protocol { return http1.New(http1.WithTimeout(c.Timeout)) }},
+		{"http2", flowlog.L7HTTP2, func(c l7.Config) l7.Protocol { return http2.New(c) }},
 	}
 }
 
