@@ -21,7 +21,6 @@ import (
 	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/capture/socktrace"
 	"github.com/sightline-io/sightline/agent/l7"
-	"github.com/sightline-io/sightline/agent/l7/registry"
 	"github.com/sightline-io/sightline/agent/procinfo"
 	"github.com/sightline-io/sightline/agent/reorder"
 	"github.com/sightline-io/sightline/agent/session"
@@ -44,9 +43,6 @@ type Config struct {
 	RingBufferBytes int
 	// ExcludePIDs are never traced; the agent's own process is always excluded.
 	ExcludePIDs []uint32
-	// RequestTimeout is how long a request waits for its response before it
-	// is stored as a Timeout (0: the protocol's default, 120 s for HTTP).
-	RequestTimeout time.Duration
 	// MaxRowsPerSecond caps the rows shipped per second (0: no cap). Rows
 	// beyond it are dropped before shipping and counted, so a traffic spike
 	// costs parsing only, not shipping and storage; the same knob as
@@ -58,11 +54,8 @@ type Config struct {
 	ReorderWindow time.Duration
 	// ExpireEvery is how often pending requests are checked for timeouts (default 1 s).
 	ExpireEvery time.Duration
-	// L7 chooses and configures the parsed protocols; RequestTimeout, when
-	// set, fills L7.RequestTimeout.
-	L7 registry.Config
-	// Protocols overrides L7 with ready-made protocols (tests use it to run
-	// one protocol alone).
+	// Protocols are the parsers, in inference order (required; the CLI
+	// builds them with agent/l7/registry from the user's settings).
 	Protocols []l7.Protocol
 	// Sink, when set, receives every row instead of the wire shipper, and
 	// Server is not needed: for running the agent in-process with a
@@ -126,6 +119,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Server == "" && cfg.Sink == nil {
 		return nil, errors.New("agent: no server address")
 	}
+	if len(cfg.Protocols) == 0 {
+		return nil, errors.New("agent: no protocols to parse")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -158,22 +154,8 @@ func New(cfg Config) (*Agent, error) {
 		}
 		a.shipper = shipper
 	}
-	protocols := cfg.Protocols
-	if protocols == nil {
-		l7cfg := cfg.L7
-		if cfg.RequestTimeout > 0 {
-			l7cfg.RequestTimeout = cfg.RequestTimeout
-		}
-		var err error
-		if protocols, err = registry.New(l7cfg); err != nil {
-			if a.shipper != nil {
-				a.shipper.Close()
-			}
-			return nil, fmt.Errorf("agent: %w", err)
-		}
-	}
 	a.asm = session.New(session.Config{
-		Protocols: protocols,
+		Protocols: cfg.Protocols,
 		AgentID:   cfg.AgentID,
 		Host:      cfg.Host,
 		Logger:    cfg.Logger,

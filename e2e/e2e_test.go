@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sightline-io/sightline/agent"
+	"github.com/sightline-io/sightline/agent/l7/registry"
 	"github.com/sightline-io/sightline/server"
 )
 
@@ -115,6 +116,9 @@ func startStackWith(t *testing.T, cfg agent.Config) *stack {
 		t.Fatal(err)
 	}
 	cfg.Server, cfg.Registerer, cfg.ExpireEvery = srv.GRPCAddr(), reg, 200*time.Millisecond
+	if cfg.Protocols == nil {
+		cfg.Protocols = registry.Default()
+	}
 	a, err := agent.New(cfg)
 	if err != nil {
 		srv.Shutdown(context.Background())
@@ -384,7 +388,11 @@ func TestCurlNginxGoBackend(t *testing.T) {
 // the client's and the server's side, while the connection is still open.
 func TestRequestTimeout(t *testing.T) {
 	requireRootAndTools(t, "curl")
-	st := startStackWith(t, agent.Config{RequestTimeout: time.Second})
+	protos, err := registry.New(registry.Config{RequestTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := startStackWith(t, agent.Config{Protocols: protos})
 	backendPort, _ := startBackend(t)
 	curl := exec.Command("curl", "-sS", "--max-time", "8", fmt.Sprintf("http://127.0.0.1:%d/hang", backendPort))
 	if err := curl.Start(); err != nil {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/sightline-io/sightline/agent/l7"
-	"github.com/sightline-io/sightline/agent/l7/registry"
 	"github.com/sightline-io/sightline/agent/session"
 	"github.com/sightline-io/sightline/flowlog"
 	"github.com/sightline-io/sightline/packet/decode"
@@ -30,7 +29,7 @@ type Options struct {
 	Format    string // "jsonl" (default when empty)
 	AgentID   string
 	Host      string
-	Protocols []l7.Protocol // nil: registry.Default()
+	Protocols []l7.Protocol // the parsers, in inference order (required; see agent/l7/registry)
 	// Reassembly bounds the TCP reassembly; zero fields take its defaults.
 	Reassembly reassembly.Config
 	Logger     *slog.Logger // optional
@@ -71,8 +70,8 @@ func Run(ctx context.Context, path string, w io.Writer, opts Options) (Stats, er
 	st.Format = f.Format()
 
 	protocols := opts.Protocols
-	if protocols == nil {
-		protocols = registry.Default()
+	if len(protocols) == 0 {
+		return st, errors.New("replay: no protocols to parse")
 	}
 	bw := bufio.NewWriterSize(w, 256<<10)
 	var line []byte // reused for every row

@@ -19,6 +19,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
+	"github.com/sightline-io/sightline/agent/l7/registry"
 	"github.com/sightline-io/sightline/flowlog"
 	"github.com/sightline-io/sightline/internal/testcapture"
 	"github.com/sightline-io/sightline/packet/decode"
@@ -30,7 +31,7 @@ const pcapDir = "../testdata/pcap"
 func replayFile(t testing.TB, path string) ([]flowlog.L7FlowLog, []byte, Stats) {
 	t.Helper()
 	var out bytes.Buffer
-	st, err := Run(context.Background(), path, &out, Options{AgentID: "agent-1", Host: "host-1"})
+	st, err := Run(context.Background(), path, &out, Options{AgentID: "agent-1", Host: "host-1", Protocols: registry.Default()})
 	if err != nil {
 		t.Fatalf("Run(%s): %v", path, err)
 	}
@@ -393,13 +394,16 @@ func TestReplayBadInput(t *testing.T) {
 		{name: "pcapng magic then garbage", path: write("ng", append([]byte{0x0a, 0x0d, 0x0d, 0x0a}, bytes.Repeat([]byte{0xff}, 64)...)), wantErr: pcapfile.ErrNotCapture},
 		{name: "corrupt record", path: write("corrupt", corrupt), wantErr: pcapfile.ErrCorrupt},
 		{name: "unsupported link type", path: write("wifi", ieee80211), wantErr: errUnsupported},
-		{name: "unsupported format", path: filepath.Join(pcapDir, "http_curl_nginx.pcap"), opts: Options{Format: "csv"}, wantErr: errUnsupported},
+		{name: "unsupported format", path: filepath.Join(pcapDir, "http_curl_nginx.pcap"), opts: Options{Format: "csv", Protocols: registry.Default()}, wantErr: errUnsupported},
 		// The capture ends with payload-free ACK/FIN records: cutting into the last loses no row.
 		{name: "file cut inside a record", path: write("cut", good[:len(good)-30]), wantRows: uint64(len(nginxRows)), cut: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
+			if tt.opts.Protocols == nil {
+				tt.opts.Protocols = registry.Default()
+			}
 			st, err := Run(context.Background(), tt.path, &out, tt.opts)
 			switch {
 			case tt.wantErr == errUnsupported:
@@ -428,7 +432,7 @@ var errUnsupported = errors.New("unsupported")
 func TestReplayCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := Run(ctx, filepath.Join(pcapDir, "http_curl_nginx.pcap"), io.Discard, Options{})
+	_, err := Run(ctx, filepath.Join(pcapDir, "http_curl_nginx.pcap"), io.Discard, Options{Protocols: registry.Default()})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v", err)
 	}
@@ -446,7 +450,7 @@ func BenchmarkReplay(b *testing.B) {
 	b.SetBytes(st.Size())
 	b.ReportAllocs()
 	for b.Loop() {
-		s, err := Run(context.Background(), path, io.Discard, Options{})
+		s, err := Run(context.Background(), path, io.Discard, Options{Protocols: registry.Default()})
 		if err != nil || s.Rows != conns*perConn {
 			b.Fatalf("rows %d, err %v", s.Rows, err)
 		}

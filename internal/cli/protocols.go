@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/agent/l7/registry"
 )
 
@@ -28,7 +29,9 @@ func (f *protocolFlags) register(fs *flag.FlagSet) {
 		"store passwords, AUTH arguments, SQL literals and values as captured (default: masked)")
 }
 
-func (f *protocolFlags) config() (registry.Config, error) {
+// protocols builds the parsers the flags ask for; bad names and values are
+// errors, so a typo is a usage error and not a silent no-op.
+func (f *protocolFlags) protocols() ([]l7.Protocol, error) {
 	cfg := registry.Config{
 		RequestTimeout: f.requestTimeout,
 		Enable:         registry.ParseList(f.enable),
@@ -36,16 +39,12 @@ func (f *protocolFlags) config() (registry.Config, error) {
 		KeepSecrets:    f.keepSecrets,
 	}
 	if f.requestTimeout < 0 {
-		return cfg, fmt.Errorf("--request-timeout %v: must not be negative", f.requestTimeout)
+		return nil, fmt.Errorf("--request-timeout %v: must not be negative", f.requestTimeout)
 	}
 	t, err := registry.ParseTimeouts(f.timeouts)
 	if err != nil {
-		return cfg, fmt.Errorf("--protocol-timeouts: %w", err)
+		return nil, fmt.Errorf("--protocol-timeouts: %w", err)
 	}
 	cfg.Timeouts = t
-	// Validate names now: a typo is a usage error, not a silent no-op.
-	if _, err := registry.New(cfg); err != nil {
-		return cfg, err
-	}
-	return cfg, nil
+	return registry.New(cfg)
 }

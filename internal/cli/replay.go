@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/sightline-io/sightline/agent/l7/registry"
 	"github.com/sightline-io/sightline/doctor"
 	"github.com/sightline-io/sightline/replay"
 )
@@ -25,14 +24,10 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	l7cfg, err := pf.config()
+	protocols, err := pf.protocols()
 	if err != nil {
 		fmt.Fprintf(stderr, "sightline replay: %v\n", err)
 		return errUsage
-	}
-	protocols, err := registry.New(l7cfg)
-	if err != nil {
-		return err
 	}
 	if fs.NArg() != 1 {
 		fmt.Fprintln(stderr, "sightline replay: exactly one capture FILE is required")

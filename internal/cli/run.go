@@ -81,12 +81,12 @@ func (f *agentFlags) startProfile() (stop func(), err error) {
 }
 
 func (f *agentFlags) config(server string, reg prometheus.Registerer, log *slog.Logger) (agent.Config, error) {
-	l7cfg, err := f.proto.config()
+	protocols, err := f.proto.protocols()
 	if err != nil {
 		return agent.Config{}, err
 	}
 	return agent.Config{Server: server, AgentID: f.agentID, MaxPayload: f.maxPayload,
-		RingBufferBytes: f.ringBytes, L7: l7cfg, MaxRowsPerSecond: f.maxRowsPerSecond, Registerer: reg, Logger: log}, nil
+		RingBufferBytes: f.ringBytes, Protocols: protocols, MaxRowsPerSecond: f.maxRowsPerSecond, Registerer: reg, Logger: log}, nil
 }
 
 func newLogger(stderr io.Writer) *slog.Logger {
@@ -131,7 +131,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if _, err := af.proto.config(); err != nil {
+	if _, err := af.proto.protocols(); err != nil {
 		fmt.Fprintf(stderr, "sightline: %v\n", err)
 		return errUsage
 	}
@@ -179,7 +179,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if _, err := af.proto.config(); err != nil {
+	if _, err := af.proto.protocols(); err != nil {
 		fmt.Fprintf(stderr, "sightline: %v\n", err)
 		return errUsage
 	}

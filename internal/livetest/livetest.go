@@ -30,11 +30,15 @@ type Agent struct {
 	changed chan struct{}
 }
 
-// StartAgent starts the agent with protos (nil: the default registry) and
-// stops it when the test ends. It fails the test without root.
+// StartAgent starts the agent with protos and stops it when the test ends.
+// It fails the test without root. (This package cannot build the default
+// set: agent/l7/registry imports the protocol packages whose tests use it.)
 func StartAgent(t testing.TB, protos ...l7.Protocol) *Agent {
 	t.Helper()
 	RequireRoot(t)
+	if len(protos) == 0 {
+		t.Fatal("livetest: StartAgent needs at least one protocol")
+	}
 	h := &Agent{changed: make(chan struct{}, 1)}
 	cfg := agent.Config{
 		Protocols:   protos,
@@ -42,9 +46,6 @@ func StartAgent(t testing.TB, protos ...l7.Protocol) *Agent {
 		Sink:        h.add,
 		// Protocol tests send requests larger than the default prefix.
 		MaxPayload: 4096,
-	}
-	if len(protos) == 0 {
-		cfg.Protocols = nil
 	}
 	a, err := agent.New(cfg)
 	if err != nil {
@@ -289,14 +290,11 @@ func Record(t testing.TB, name, filter string) (stop func()) {
 }
 
 // Replay runs the capture at path through `sightline replay`'s library with
-// protos (nil: the default registry) and returns its rows.
+// protos and returns its rows.
 func Replay(t testing.TB, path string, protos ...l7.Protocol) []flowlog.L7FlowLog {
 	t.Helper()
 	var buf bytes.Buffer
-	opts := replay.Options{}
-	if len(protos) > 0 {
-		opts.Protocols = protos
-	}
+	opts := replay.Options{Protocols: protos}
 	if _, err := replay.Run(context.Background(), path, &buf, opts); err != nil {
 		t.Fatalf("livetest: replay %s: %v", path, err)
 	}

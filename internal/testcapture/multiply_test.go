@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sightline-io/sightline/agent/l7/registry"
 	"github.com/sightline-io/sightline/replay"
 )
 
@@ -22,10 +23,10 @@ func TestMultiply(t *testing.T) {
 		t.Fatal(err)
 	}
 	var one, many bytes.Buffer
-	if _, err := replay.Run(context.Background(), src, &one, replay.Options{}); err != nil {
+	if _, err := replay.Run(context.Background(), src, &one, replay.Options{Protocols: registry.Default()}); err != nil {
 		t.Fatal(err)
 	}
-	st, err := replay.Run(context.Background(), dst, &many, replay.Options{})
+	st, err := replay.Run(context.Background(), dst, &many, replay.Options{Protocols: registry.Default()})
 	if err != nil {
 		t.Fatal(err)
 	}
