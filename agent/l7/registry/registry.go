@@ -12,6 +12,8 @@ import (
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/agent/l7/http1"
 	"github.com/sightline-io/sightline/agent/l7/http2"
+	"github.com/sightline-io/sightline/agent/l7/mysql"
+	"github.com/sightline-io/sightline/agent/l7/postgres"
 	"github.com/sightline-io/sightline/flowlog"
 )
 
@@ -49,6 +51,8 @@ func builtins() []entry {
 	return []entry{
 		{"http", flowlog.L7HTTP1, func(c l7.Config) l7.Protocol { return http1.New(http1.WithTimeout(c.Timeout)) }},
 		{"http2", flowlog.L7HTTP2, func(c l7.Config) l7.Protocol { return http2.New(c) }},
+		{"mysql", flowlog.L7MySQL, func(c l7.Config) l7.Protocol { return mysql.New(c) }},
+		{"postgresql", flowlog.L7Postgres, func(c l7.Config) l7.Protocol { return postgres.New(c) }},
 	}
 }
 
