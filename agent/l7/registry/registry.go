@@ -10,8 +10,11 @@ import (
 	"time"
 
 	"github.com/sightline-io/sightline/agent/l7"
+	"github.com/sightline-io/sightline/agent/l7/dns"
+	"github.com/sightline-io/sightline/agent/l7/fastcgi"
 	"github.com/sightline-io/sightline/agent/l7/http1"
 	"github.com/sightline-io/sightline/agent/l7/http2"
+	"github.com/sightline-io/sightline/agent/l7/mongodb"
 	"github.com/sightline-io/sightline/agent/l7/mysql"
 	"github.com/sightline-io/sightline/agent/l7/postgres"
 	"github.com/sightline-io/sightline/flowlog"
@@ -53,6 +56,9 @@ func builtins() []entry {
 		{"http2", flowlog.L7HTTP2, func(c l7.Config) l7.Protocol { return http2.New(c) }},
 		{"mysql", flowlog.L7MySQL, func(c l7.Config) l7.Protocol { return mysql.New(c) }},
 		{"postgresql", flowlog.L7Postgres, func(c l7.Config) l7.Protocol { return postgres.New(c) }},
+		{"mongodb", flowlog.L7MongoDB, func(c l7.Config) l7.Protocol { return mongodb.New(c) }},
+		{"fastcgi", flowlog.L7FastCGI, func(c l7.Config) l7.Protocol { return fastcgi.New(c) }},
+		{"dns", flowlog.L7DNS, func(c l7.Config) l7.Protocol { return dns.New(c) }},
 	}
 }
 

@@ -20,7 +20,7 @@ func TestConfig(t *testing.T) {
 		timeout map[flowlog.L7Protocol]time.Duration
 		err     string
 	}{
-		{name: "defaults", cfg: Config{}, wantN: len(all), timeout: map[flowlog.L7Protocol]time.Duration{flowlog.L7HTTP1: 120 * time.Second}},
+		{name: "defaults", cfg: Config{}, wantN: len(all), timeout: map[flowlog.L7Protocol]time.Duration{flowlog.L7HTTP1: 120 * time.Second, flowlog.L7DNS: 15 * time.Second}},
 		{name: "global timeout", cfg: Config{RequestTimeout: 3 * time.Second}, wantN: len(all),
 			timeout: map[flowlog.L7Protocol]time.Duration{flowlog.L7HTTP1: 3 * time.Second}},
 		{name: "per-protocol timeout beats global", cfg: Config{RequestTimeout: 3 * time.Second, Timeouts: map[string]time.Duration{"http": time.Second}},
