@@ -10,11 +10,14 @@ import (
 	"time"
 
 	"github.com/sightline-io/sightline/agent/l7"
+	"github.com/sightline-io/sightline/agent/l7/amqp"
 	"github.com/sightline-io/sightline/agent/l7/dns"
 	"github.com/sightline-io/sightline/agent/l7/fastcgi"
 	"github.com/sightline-io/sightline/agent/l7/http1"
 	"github.com/sightline-io/sightline/agent/l7/http2"
+	"github.com/sightline-io/sightline/agent/l7/kafka"
 	"github.com/sightline-io/sightline/agent/l7/mongodb"
+	"github.com/sightline-io/sightline/agent/l7/mqtt"
 	"github.com/sightline-io/sightline/agent/l7/mysql"
 	"github.com/sightline-io/sightline/agent/l7/postgres"
 	"github.com/sightline-io/sightline/flowlog"
@@ -58,6 +61,9 @@ func builtins() []entry {
 		{"postgresql", flowlog.L7Postgres, func(c l7.Config) l7.Protocol { return postgres.New(c) }},
 		{"mongodb", flowlog.L7MongoDB, func(c l7.Config) l7.Protocol { return mongodb.New(c) }},
 		{"fastcgi", flowlog.L7FastCGI, func(c l7.Config) l7.Protocol { return fastcgi.New(c) }},
+		{"kafka", flowlog.L7Kafka, func(c l7.Config) l7.Protocol { return kafka.New(c) }},
+		{"amqp", flowlog.L7AMQP, func(c l7.Config) l7.Protocol { return amqp.New(c) }},
+		{"mqtt", flowlog.L7MQTT, func(c l7.Config) l7.Protocol { return mqtt.New(c) }},
 		{"dns", flowlog.L7DNS, func(c l7.Config) l7.Protocol { return dns.New(c) }},
 	}
 }
