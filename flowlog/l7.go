@@ -13,11 +13,14 @@ import (
 type L7Protocol uint8
 
 const (
-	L7Unknown   L7Protocol = 0
-	L7HTTP1     L7Protocol = 20
-	L7HTTP2     L7Protocol = 21
-	L7Dubbo     L7Protocol = 40
-	L7GRPC      L7Protocol = 41
+	L7Unknown L7Protocol = 0
+	L7HTTP1   L7Protocol = 20
+	L7HTTP2   L7Protocol = 21
+	L7Dubbo   L7Protocol = 40
+	L7GRPC    L7Protocol = 41
+	// L7KRPC is DeepFlow's number for its ProtobufRPC family, whose member
+	// is KRPC (47 is SOME/IP there, so it is not used).
+	L7KRPC      L7Protocol = 42
 	L7SofaRPC   L7Protocol = 43
 	L7FastCGI   L7Protocol = 44
 	L7BRPC      L7Protocol = 45
@@ -40,7 +43,7 @@ const (
 )
 
 var l7ProtocolNames = map[L7Protocol]string{
-	L7Unknown: "N/A", L7HTTP1: "HTTP", L7HTTP2: "HTTP2", L7Dubbo: "Dubbo", L7GRPC: "gRPC",
+	L7Unknown: "N/A", L7HTTP1: "HTTP", L7HTTP2: "HTTP2", L7Dubbo: "Dubbo", L7GRPC: "gRPC", L7KRPC: "KRPC",
 	L7SofaRPC: "SofaRPC", L7FastCGI: "FastCGI", L7BRPC: "bRPC", L7Tars: "Tars", L7Triple: "Triple",
 	L7MySQL: "MySQL", L7Postgres: "PostgreSQL", L7Redis: "Redis", L7MongoDB: "MongoDB",
 	L7Memcached: "Memcached", L7Kafka: "Kafka", L7MQTT: "MQTT", L7AMQP: "AMQP", L7NATS: "NATS",

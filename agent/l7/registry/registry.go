@@ -11,15 +11,19 @@ import (
 
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/agent/l7/amqp"
+	"github.com/sightline-io/sightline/agent/l7/brpc"
 	"github.com/sightline-io/sightline/agent/l7/dns"
+	"github.com/sightline-io/sightline/agent/l7/dubbo"
 	"github.com/sightline-io/sightline/agent/l7/fastcgi"
 	"github.com/sightline-io/sightline/agent/l7/http1"
 	"github.com/sightline-io/sightline/agent/l7/http2"
 	"github.com/sightline-io/sightline/agent/l7/kafka"
+	"github.com/sightline-io/sightline/agent/l7/krpc"
 	"github.com/sightline-io/sightline/agent/l7/mongodb"
 	"github.com/sightline-io/sightline/agent/l7/mqtt"
 	"github.com/sightline-io/sightline/agent/l7/mysql"
 	"github.com/sightline-io/sightline/agent/l7/postgres"
+	"github.com/sightline-io/sightline/agent/l7/sofarpc"
 	"github.com/sightline-io/sightline/flowlog"
 )
 
@@ -57,7 +61,12 @@ func builtins() []entry {
 	return []entry{
 		{"http", flowlog.L7HTTP1, func(c l7.Config) l7.Protocol { return http1.New(http1.WithTimeout(c.Timeout)) }},
 		{"http2", flowlog.L7HTTP2, func(c l7.Config) l7.Protocol { return http2.New(c) }},
+		{"dubbo", flowlog.L7Dubbo, func(c l7.Config) l7.Protocol { return dubbo.New(c) }},
+		{"brpc", flowlog.L7BRPC, func(c l7.Config) l7.Protocol { return brpc.New(c) }},
+		{"krpc", flowlog.L7KRPC, func(c l7.Config) l7.Protocol { return krpc.New(c) }},
 		{"mysql", flowlog.L7MySQL, func(c l7.Config) l7.Protocol { return mysql.New(c) }},
+		// Bolt's first bytes are the weakest signature of the binary RPCs.
+		{"sofarpc", flowlog.L7SofaRPC, func(c l7.Config) l7.Protocol { return sofarpc.New(c) }},
 		{"postgresql", flowlog.L7Postgres, func(c l7.Config) l7.Protocol { return postgres.New(c) }},
 		{"mongodb", flowlog.L7MongoDB, func(c l7.Config) l7.Protocol { return mongodb.New(c) }},
 		{"fastcgi", flowlog.L7FastCGI, func(c l7.Config) l7.Protocol { return fastcgi.New(c) }},
