@@ -57,8 +57,10 @@ type Config struct {
 	// Timeout is how long a request waits for its response before it is
 	// reported with response_status Timeout (0: the protocol's default).
 	Timeout time.Duration
-	// KeepSecrets turns masking off: passwords, AUTH arguments, SQL
-	// literals and values are stored as captured. Off by default.
+	// KeepSecrets turns masking off: SQL literals, command values and
+	// query parameters are stored as captured. Passwords (Redis AUTH, MySQL
+	// and PostgreSQL login, broker credentials) are never stored. Off by
+	// default.
 	KeepSecrets bool
 }
 

@@ -19,10 +19,13 @@ import (
 	"github.com/sightline-io/sightline/agent/l7/http2"
 	"github.com/sightline-io/sightline/agent/l7/kafka"
 	"github.com/sightline-io/sightline/agent/l7/krpc"
+	"github.com/sightline-io/sightline/agent/l7/memcached"
 	"github.com/sightline-io/sightline/agent/l7/mongodb"
 	"github.com/sightline-io/sightline/agent/l7/mqtt"
 	"github.com/sightline-io/sightline/agent/l7/mysql"
+	"github.com/sightline-io/sightline/agent/l7/nats"
 	"github.com/sightline-io/sightline/agent/l7/postgres"
+	"github.com/sightline-io/sightline/agent/l7/redis"
 	"github.com/sightline-io/sightline/agent/l7/sofarpc"
 	"github.com/sightline-io/sightline/flowlog"
 )
@@ -74,6 +77,10 @@ func builtins() []entry {
 		{"amqp", flowlog.L7AMQP, func(c l7.Config) l7.Protocol { return amqp.New(c) }},
 		{"mqtt", flowlog.L7MQTT, func(c l7.Config) l7.Protocol { return mqtt.New(c) }},
 		{"dns", flowlog.L7DNS, func(c l7.Config) l7.Protocol { return dns.New(c) }},
+		// Text protocols last: their first bytes say the least.
+		{"redis", flowlog.L7Redis, func(c l7.Config) l7.Protocol { return redis.New(c) }},
+		{"memcached", flowlog.L7Memcached, func(c l7.Config) l7.Protocol { return memcached.New(c) }},
+		{"nats", flowlog.L7NATS, func(c l7.Config) l7.Protocol { return nats.New(c) }},
 	}
 }
 
