@@ -22,7 +22,7 @@ func TestDefaultSetKeepsProtocolsApart(t *testing.T) {
 		"dubbo": {flowlog.L7Dubbo}, "sofarpc": {flowlog.L7SofaRPC}, "brpc": {flowlog.L7BRPC}, "krpc": {flowlog.L7KRPC},
 		"mysql": {flowlog.L7MySQL}, "postgres": {flowlog.L7Postgres}, "mongodb": {flowlog.L7MongoDB},
 		"fastcgi": {flowlog.L7FastCGI, flowlog.L7HTTP1}, // nginx ↔ curl is HTTP in the same capture
-		"kafka": {flowlog.L7Kafka}, "amqp": {flowlog.L7AMQP}, "mqtt": {flowlog.L7MQTT}, "dns": {flowlog.L7DNS},
+		"kafka":   {flowlog.L7Kafka}, "amqp": {flowlog.L7AMQP}, "mqtt": {flowlog.L7MQTT}, "dns": {flowlog.L7DNS},
 		"redis": {flowlog.L7Redis}, "memcached": {flowlog.L7Memcached}, "nats": {flowlog.L7NATS},
 	}
 	caps, err := filepath.Glob("../*/testdata/*.pcap")
