@@ -113,12 +113,16 @@ func (b *bench) agentCPU(ctx context.Context, label string, serverPort, rate int
 	if err != nil {
 		return err
 	}
+	atServer, err := countRows(ctx, api, fmt.Sprintf("SELECT count(*) FROM l7_flow_log WHERE server_port = %d AND observation_point = 's-p'", serverPort))
+	if err != nil {
+		return err
+	}
 	if rows == 0 {
 		return fmt.Errorf("%s: no rows stored for port %d: is the protocol registered?", label, serverPort)
 	}
 	user, kern := cpu1-cpu0, (bpf1 - bpf0).Seconds()
-	fmt.Printf("P6 %s at %d req/s for %s: %d requests, %d rows (client+server side); user space %.3f s, BPF %.3f s; %.2f µs CPU per row, %.2f µs per request\n",
-		label, rate, d, sent, rows, user, kern, (user+kern)/float64(max(rows, 1))*1e6, (user+kern)/float64(max(sent, 1))*1e6)
+	fmt.Printf("P6 %s at %d req/s for %s: %d requests, %d rows (%d at the server process, %d at the client); user space %.3f s, BPF %.3f s; %.2f µs CPU per row, %.2f µs per request\n",
+		label, rate, d, sent, rows, atServer, rows-atServer, user, kern, (user+kern)/float64(max(rows, 1))*1e6, (user+kern)/float64(max(sent, 1))*1e6)
 	return nil
 }
 

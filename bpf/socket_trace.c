@@ -474,8 +474,11 @@ static __always_inline __u8 l7_infer(const __u8 *d, __u32 n, __u8 l4)
 		if (a == 0x10 && ((c == 0 && e == 4 && d[4] == 'M' && d[5] == 'Q') || (e == 0 && d[4] == 4 && d[5] == 'M') ||
 				  (c == 0 && e == 6 && d[4] == 'M' && d[5] == 'Q')))
 			return 101;
-		/* SOFARPC Bolt v1/v2 request or response. */
-		if ((a == 1 || a == 2) && b <= 2 && c == 0 && (e == 1 || e == 2))
+		/* SOFARPC Bolt v1 request or response: proto 1, type, cmdcode,
+		 * ver2 1, and a hessian2 (1) or protobuf (11) codec. Short
+		 * MySQL packets ("01 00 00 01") share the first four bytes. */
+		if (n >= 20 && a == 1 && b <= 2 && c == 0 && (e == 1 || e == 2) && d[4] == 1 &&
+		    (d[9] == 1 || d[9] == 11))
 			return 43;
 	}
 	return 0;

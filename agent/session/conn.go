@@ -27,6 +27,10 @@ type conn struct {
 
 	state    connState
 	attempts int
+	// held is, per direction, a short segment inference asked more bytes
+	// for: servers often read a message's header in one syscall and its
+	// body in the next, so inference looks at the two together.
+	held [2]heldSegment
 	proto    l7.Protocol
 	matching l7.Matching
 	timeout  time.Duration
@@ -40,6 +44,14 @@ type conn struct {
 	pending []*l7.Message
 
 	prev, next *conn // LRU list
+}
+
+// maxHeld bounds the bytes held for inference per direction.
+const maxHeld = 256
+
+type heldSegment struct {
+	seg  capture.Segment // identity; Data points into data
+	data []byte
 }
 
 // observe records what every segment says about its connection.

@@ -272,7 +272,18 @@ func (a *Assembler) infer(c *conn, seg *capture.Segment) bool {
 		// Nothing to look at (a gap, or an empty read): not an attempt.
 		return false
 	}
-	p, err := inferProtocol(a.cfg.Protocols, seg.ProtoHint, seg.Data, c.tuple.L4)
+	// A held prefix from this direction is looked at with these bytes.
+	h := &c.held[seg.Dir&1]
+	data := seg.Data
+	if h.data != nil {
+		data = append(h.data, seg.Data...)
+	}
+	p, verdict, err := inferProtocol(a.cfg.Protocols, seg.ProtoHint, data, c.tuple.L4)
+	if p == nil && err == nil && h.data != nil {
+		// The held bytes were not this message's start after all.
+		h.data, data = nil, seg.Data
+		p, verdict, err = inferProtocol(a.cfg.Protocols, seg.ProtoHint, data, c.tuple.L4)
+	}
 	if err != nil {
 		a.stats.parserPanics.Add(1)
 		a.cfg.Logger.Warn("session: protocol inference panicked", "conn", c.id, "err", err)
@@ -288,8 +299,32 @@ func (a *Assembler) infer(c *conn, seg *capture.Segment) bool {
 			if a.cfg.Verdict != nil {
 				a.cfg.Verdict(seg, p)
 			}
+			if h.data != nil {
+				// The parser sees the held bytes first, as their own segment.
+				held := h.seg
+				held.Data = h.data
+				c.held = [2]heldSegment{}
+				a.feedParser(c, &held)
+				if c.state != stateKnown {
+					return false // the parser failed on them
+				}
+			}
+			c.held = [2]heldSegment{}
 			return true
 		}
+	}
+	switch {
+	case verdict == l7.NeedMore && seg.Gap() == 0 && len(data) <= maxHeld:
+		if h.data == nil {
+			h.seg = *seg
+			h.seg.Data = nil
+			h.data = append([]byte(nil), seg.Data...)
+		} else {
+			h.data = data
+			h.seg.End = seg.End
+		}
+	default:
+		h.data = nil
 	}
 	c.attempts++
 	if c.attempts >= a.cfg.InferenceAttempts {
@@ -305,18 +340,22 @@ func (a *Assembler) infer(c *conn, seg *capture.Segment) bool {
 // inferProtocol returns the first protocol that claims data, the one the
 // kernel hinted at (an l7_protocol number, 0 for none) tried first, recovering
 // from a protocol that panics on hostile input.
-func inferProtocol(protos []l7.Protocol, hint uint8, data []byte, l4 uint8) (p l7.Protocol, err error) {
+//
+// When none claims data, verdict is NeedMore if some protocol asked for
+// more bytes, else NotMine.
+func inferProtocol(protos []l7.Protocol, hint uint8, data []byte, l4 uint8) (p l7.Protocol, verdict l7.Inference, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			p, err = nil, fmt.Errorf("infer: %v", r)
+			p, verdict, err = nil, l7.NotMine, fmt.Errorf("infer: %v", r)
 		}
 	}()
+	verdict = l7.NotMine
 	if hint != 0 {
 		for _, p := range protos {
 			if uint8(p.ID()) == hint {
 				switch p.Infer(data, l4) {
 				case l7.IsRequest, l7.IsResponse:
-					return p, nil
+					return p, l7.IsRequest, nil
 				}
 				break
 			}
@@ -325,10 +364,12 @@ func inferProtocol(protos []l7.Protocol, hint uint8, data []byte, l4 uint8) (p l
 	for _, p := range protos {
 		switch p.Infer(data, l4) {
 		case l7.IsRequest, l7.IsResponse:
-			return p, nil
+			return p, l7.IsRequest, nil
+		case l7.NeedMore:
+			verdict = l7.NeedMore
 		}
 	}
-	return nil, nil
+	return nil, verdict, nil
 }
 
 func newParser(p l7.Protocol) (parser l7.Parser, err error) {

@@ -439,6 +439,12 @@ func TestInference(t *testing.T) {
 			want:     Stats{Segments: 5, ConnsInferred: 1},
 		},
 		{
+			name:     "a message split across segments is inferred whole, and parsed from its start",
+			segs:     []*capture.Segment{ebpfSeg(1, A, 0, "RE"), ebpfSeg(1, A, 1, "Q 1 res=/a\n"), ebpfSeg(1, B, 2, "RESP 1 200\n")},
+			wantRows: 1,
+			want:     Stats{Segments: 3, ConnsInferred: 1},
+		},
+		{
 			name:     "need more keeps trying",
 			segs:     []*capture.Segment{ebpfSeg(1, A, 0, "RE"), ebpfSeg(1, A, 1, "REQ 1\n"), ebpfSeg(1, B, 2, "RESP 1 200\n")},
 			wantRows: 1,
@@ -753,5 +759,22 @@ func TestMaxPendingTotal(t *testing.T) {
 	a.FlushAll(at(5))
 	if s := a.Stats(); s.Pending != 0 || len(*rows) != 5 {
 		t.Errorf("after flush: pending %d, rows %d; want 0, 5", s.Pending, len(*rows))
+	}
+}
+
+// TestInferenceJoinsSplitStart: a server that reads a message's first bytes
+// in one syscall and the rest in the next still gets its connection inferred
+// and the message parsed whole.
+func TestInferenceJoinsSplitStart(t *testing.T) {
+	a, rows := newTest(Config{}, fifoProto())
+	a.Feed(ebpfSeg(1, capture.BtoA, 0, "RE"))
+	a.Feed(ebpfSeg(1, capture.BtoA, 1, "Q 7 res=/split\n"))
+	a.Feed(ebpfSeg(1, capture.AtoB, 2, "RESP 7 200\n"))
+	if len(*rows) != 1 {
+		t.Fatalf("%d rows", len(*rows))
+	}
+	r := (*rows)[0]
+	if r.Type != flowlog.TypeSession || r.RequestResource != "/split" || !r.StartTime.Equal(at(0)) {
+		t.Fatalf("row %+v", r)
 	}
 }

@@ -33,6 +33,8 @@ func TestKernelProtocolHints(t *testing.T) {
 		{"postgres startup", []byte{0, 0, 0, 8, 0, 3, 0, 0}, 61},
 		{"kafka request", []byte{0, 0, 0, 8, 0, 18, 0, 3, 0, 0, 0, 1}, 100},
 		{"dubbo", []byte{0xda, 0xbb, 0xc2, 0, 0, 0, 0, 0}, 40},
+		{"sofarpc bolt v1 request", []byte{1, 1, 0, 1, 1, 0, 0, 0, 7, 1, 0, 0, 0x0b, 0xb8, 0, 0x2c, 0, 0, 0, 0, 0, 0}, 43},
+		{"mysql result set is not bolt", []byte{2, 0, 0, 1, 1, 1, 0x17, 0, 0, 2, 3, 'd', 'e', 'f', 0, 0, 0, 1, '1', 0}, 0},
 		{"unknown", []byte("hello there"), 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
