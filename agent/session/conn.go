@@ -30,7 +30,7 @@ type conn struct {
 	// held is, per direction, a short segment inference asked more bytes
 	// for: servers often read a message's header in one syscall and its
 	// body in the next, so inference looks at the two together.
-	held [2]heldSegment
+	held     [2]heldSegment
 	proto    l7.Protocol
 	matching l7.Matching
 	timeout  time.Duration
