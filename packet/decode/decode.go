@@ -68,6 +68,7 @@ type Packet struct {
 	// TCP only.
 	Seq, Ack uint32
 	Flags    uint8
+	Window   uint16 // advertised window, unscaled (0: zero window)
 
 	// Payload holds the captured payload bytes; WireLen is the payload length
 	// on the wire per the IP/UDP headers (>= len(Payload) when the capture
@@ -327,6 +328,7 @@ func (d *Decoder) decodeL4(proto uint8, data []byte, wire int, p *Packet) error 
 		p.SrcPort, p.DstPort = uint16(d.tcp.SrcPort), uint16(d.tcp.DstPort)
 		p.Seq, p.Ack = d.tcp.Seq, d.tcp.Ack
 		p.Flags = data[13]
+		p.Window = d.tcp.Window
 		p.Payload = d.tcp.Payload
 		p.WireLen = wire - hdr
 		return nil
@@ -339,7 +341,7 @@ func (d *Decoder) decodeL4(proto uint8, data []byte, wire int, p *Packet) error 
 		}
 		p.L4 = 17
 		p.SrcPort, p.DstPort = uint16(d.udp.SrcPort), uint16(d.udp.DstPort)
-		p.Seq, p.Ack, p.Flags = 0, 0, 0
+		p.Seq, p.Ack, p.Flags, p.Window = 0, 0, 0, 0
 		// UDP length covers header and payload; 0 means jumbo/unknown.
 		udpWire := int(d.udp.Length)
 		if udpWire < 8 || udpWire > wire {
