@@ -245,6 +245,7 @@ func TestMethodNotAllowed(t *testing.T) {
 type failingStore struct{ err error }
 
 func (f failingStore) InsertL7(context.Context, []flowlog.L7FlowLog) error  { return f.err }
+func (f failingStore) InsertL4(context.Context, []flowlog.L4FlowLog) error  { return f.err }
 func (f failingStore) Query(context.Context, string) (*store.Result, error) { return nil, f.err }
 func (f failingStore) Close() error                                         { return nil }
 

@@ -19,6 +19,8 @@ type Result struct {
 type Store interface {
 	// InsertL7 appends rows to l7_flow_log. It is safe for concurrent use.
 	InsertL7(ctx context.Context, rows []flowlog.L7FlowLog) error
+	// InsertL4 appends rows to l4_flow_log. It is safe for concurrent use.
+	InsertL4(ctx context.Context, rows []flowlog.L4FlowLog) error
 	// Query runs one read-only SQL statement. Errors from the engine (bad SQL)
 	// are wrapped in *QueryError so the API can answer 400 with the message.
 	Query(ctx context.Context, sql string) (*Result, error)

@@ -136,7 +136,7 @@ func schemaDDL() []string {
 		stmts = append(stmts, fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s",
 			qualifiedL7Table(), quoteIdent(c.name), typ))
 	}
-	return stmts
+	return append(stmts, l4DDL()...)
 }
 
 func l7ColumnNames() []string {

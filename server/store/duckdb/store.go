@@ -88,12 +88,16 @@ type Stats struct {
 	QueriesTruncated uint64 // queries whose result was cut at MaxRows
 	RowsExpired      uint64 // rows deleted by retention
 	RetentionErrors  uint64 // failed retention runs
+	L4RowsInserted   uint64 // l4_flow_log rows appended and flushed
+	L4InsertErrors   uint64 // failed InsertL4 calls
+	L4RowsDropped    uint64 // rows of failed InsertL4 calls
 }
 
 type counters struct {
 	rowsInserted, insertBatches, insertErrors, rowsDropped atomic.Uint64
 	queries, queryErrors, queriesTruncated                 atomic.Uint64
 	rowsExpired, retentionErrors                           atomic.Uint64
+	l4RowsInserted, l4InsertErrors, l4RowsDropped          atomic.Uint64
 }
 
 // Store is a store.Store backed by an embedded DuckDB database.
@@ -110,6 +114,13 @@ type Store struct {
 	appender *duck.Appender
 	nextID   uint64
 	closed   bool
+
+	// l4mu guards the l4_flow_log appender, on its own connection.
+	l4mu       sync.Mutex
+	l4conn     *sql.Conn
+	l4appender *duck.Appender
+	l4nextID   uint64
+	l4closed   bool
 
 	stopRetention context.CancelFunc
 	retentionDone chan struct{}
@@ -184,6 +195,11 @@ func (s *Store) init(ctx context.Context) error {
 		return fmt.Errorf("read max _id: %w", err)
 	}
 	s.nextID = maxID.V + 1 // 1 for an empty table: 0 means "unassigned" in rows
+	var maxL4 sql.Null[uint64]
+	if err := s.db.QueryRowContext(ctx, "SELECT max(_id) FROM "+qualifiedL4Table()).Scan(&maxL4); err != nil {
+		return fmt.Errorf("read max l4 _id: %w", err)
+	}
+	s.l4nextID = maxL4.V + 1
 
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
@@ -284,17 +300,21 @@ func (s *Store) PurgeExpired(ctx context.Context) (int64, error) {
 		return 0, nil
 	}
 	cutoff := time.Now().Add(-s.opts.Retention).UTC()
-	res, err := s.db.ExecContext(ctx, "DELETE FROM "+qualifiedL7Table()+` WHERE "time" < ?`, cutoff)
-	if err != nil {
-		s.stat.retentionErrors.Add(1)
-		return 0, fmt.Errorf("delete rows before %s: %w", cutoff.Format(time.RFC3339), err)
+	var total int64
+	for _, table := range []string{qualifiedL7Table(), qualifiedL4Table()} {
+		res, err := s.db.ExecContext(ctx, "DELETE FROM "+table+` WHERE "time" < ?`, cutoff)
+		if err != nil {
+			s.stat.retentionErrors.Add(1)
+			return total, fmt.Errorf("delete rows of %s before %s: %w", table, cutoff.Format(time.RFC3339), err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, fmt.Errorf("rows deleted: %w", err)
+		}
+		total += n
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("rows deleted: %w", err)
-	}
-	s.stat.rowsExpired.Add(uint64(n))
-	return n, nil
+	s.stat.rowsExpired.Add(uint64(total))
+	return total, nil
 }
 
 func (s *Store) retentionLoop(ctx context.Context) {
@@ -341,6 +361,9 @@ func (s *Store) Stats() Stats {
 		QueriesTruncated: s.stat.queriesTruncated.Load(),
 		RowsExpired:      s.stat.rowsExpired.Load(),
 		RetentionErrors:  s.stat.retentionErrors.Load(),
+		L4RowsInserted:   s.stat.l4RowsInserted.Load(),
+		L4InsertErrors:   s.stat.l4InsertErrors.Load(),
+		L4RowsDropped:    s.stat.l4RowsDropped.Load(),
 	}
 }
 
@@ -356,11 +379,14 @@ func (s *Store) close() error {
 		s.stopRetention()
 		<-s.retentionDone
 	}
+	var errs []error
+	if err := s.closeL4(); err != nil {
+		errs = append(errs, fmt.Errorf("close l4 appender: %w", err))
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
 
-	var errs []error
 	if s.appender != nil {
 		if err := s.appender.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close appender: %w", err))
