@@ -3,8 +3,8 @@ package duckdb
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 
