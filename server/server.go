@@ -77,6 +77,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return fail(fmt.Errorf("register store metrics: %w", err))
 	}
 	recv, err := wire.NewReceiver(st.InsertL7, wire.ReceiverOptions{Registerer: reg, Logger: cfg.Logger})
+	if err == nil {
+		recv.SetL4Sink(st.InsertL4)
+	}
 	if err != nil {
 		return fail(err)
 	}

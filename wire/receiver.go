@@ -46,6 +46,8 @@ type ReceiverStats struct {
 	BatchesRejected uint64 // invalid batches answered with InvalidArgument
 	RowsInserted    uint64
 	InsertErrors    uint64
+	L4RowsReceived  uint64
+	L4RowsInserted  uint64
 }
 
 // Receiver implements the Ingest gRPC service: it validates each batch,
@@ -53,9 +55,10 @@ type ReceiverStats struct {
 type Receiver struct {
 	sightlinepb.UnimplementedIngestServer
 
-	sink Sink
-	opts ReceiverOptions
-	log  *slog.Logger
+	sink   Sink
+	l4sink L4Sink
+	opts   ReceiverOptions
+	log    *slog.Logger
 	// inserts is a semaphore bounding concurrent sink calls.
 	inserts chan struct{}
 
@@ -64,6 +67,8 @@ type Receiver struct {
 	batchesRejected atomic.Uint64
 	rowsInserted    atomic.Uint64
 	insertErrors    atomic.Uint64
+	l4RowsReceived  atomic.Uint64
+	l4RowsInserted  atomic.Uint64
 	insertLatency   prometheus.Histogram
 }
 
@@ -209,5 +214,7 @@ func (r *Receiver) Stats() ReceiverStats {
 		BatchesRejected: r.batchesRejected.Load(),
 		RowsInserted:    r.rowsInserted.Load(),
 		InsertErrors:    r.insertErrors.Load(),
+		L4RowsReceived:  r.l4RowsReceived.Load(),
+		L4RowsInserted:  r.l4RowsInserted.Load(),
 	}
 }

@@ -158,9 +158,14 @@ type Shipper struct {
 	rowsDropped   [numDropReasons]atomic.Uint64
 	batchesSent   atomic.Uint64
 	batchesFailed atomic.Uint64
-	sendErrors    atomic.Uint64
-	sendErrorsBy  *prometheus.CounterVec
-	sendLatency   prometheus.Histogram
+
+	// l4 rows: a queue of their own (see l4.go).
+	l4mu              sync.Mutex
+	l4queue           []flowlog.L4FlowLog
+	l4Sent, l4Dropped atomic.Uint64
+	sendErrors        atomic.Uint64
+	sendErrorsBy      *prometheus.CounterVec
+	sendLatency       prometheus.Histogram
 }
 
 // NewShipper prepares a shipper for target (a gRPC target such as
@@ -228,6 +233,8 @@ func (s *Shipper) register(reg prometheus.Registerer) error {
 		counter("rows_sent_total", "Rows acknowledged by the server.", &s.rowsSent, nil),
 		counter("batches_sent_total", "Batches acknowledged by the server.", &s.batchesSent, nil),
 		counter("batches_failed_total", "Batches given up on; their rows are counted as dropped.", &s.batchesFailed, nil),
+		counter("l4_rows_sent_total", "l4_flow_log rows acknowledged by the server.", &s.l4Sent, nil),
+		counter("l4_rows_dropped_total", "l4_flow_log rows dropped (queue full, closed, or send failed).", &s.l4Dropped, nil),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sightline_wire_shipper_queue_rows", Help: "Rows held, including the batch in flight.",
 		}, func() float64 { return float64(s.queuedRows()) }),
@@ -350,6 +357,7 @@ func (s *Shipper) Run(ctx context.Context) error {
 		case <-s.wake:
 		case <-tick.C:
 			partial = true
+			s.shipL4(ctx)
 			if d := s.rowsDropped[dropQueueFull].Load(); d != lastFullDrops {
 				s.log.Warn("queue full, dropping rows", "dropped", d-lastFullDrops, "queue_size", s.opts.QueueSize)
 				lastFullDrops = d
@@ -364,6 +372,7 @@ func (s *Shipper) Run(ctx context.Context) error {
 // first; the rows left stay queued.
 func (s *Shipper) Flush(ctx context.Context) error {
 	s.drain(ctx, true)
+	s.shipL4(ctx)
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("flush: %d rows still queued: %w", s.queuedRows(), err)
 	}

@@ -568,6 +568,480 @@ func (x *L7Batch) GetRows() []*L7FlowLog {
 	return nil
 }
 
+// L4FlowLog is one l4_flow_log row (flowlog.L4FlowLog).
+type L4FlowLog struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Id               uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	TimeUs           int64                  `protobuf:"varint,2,opt,name=time_us,json=timeUs,proto3" json:"time_us,omitempty"`
+	StartTimeUs      int64                  `protobuf:"varint,3,opt,name=start_time_us,json=startTimeUs,proto3" json:"start_time_us,omitempty"`
+	EndTimeUs        int64                  `protobuf:"varint,4,opt,name=end_time_us,json=endTimeUs,proto3" json:"end_time_us,omitempty"`
+	Duration         uint64                 `protobuf:"varint,5,opt,name=duration,proto3" json:"duration,omitempty"`
+	AgentId          string                 `protobuf:"bytes,6,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Host             string                 `protobuf:"bytes,7,opt,name=host,proto3" json:"host,omitempty"`
+	OrgId            uint32                 `protobuf:"varint,8,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	TeamId           uint32                 `protobuf:"varint,9,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	SignalSource     uint32                 `protobuf:"varint,10,opt,name=signal_source,json=signalSource,proto3" json:"signal_source,omitempty"`
+	ObservationPoint string                 `protobuf:"bytes,11,opt,name=observation_point,json=observationPoint,proto3" json:"observation_point,omitempty"`
+	Ip_0             []byte                 `protobuf:"bytes,12,opt,name=ip_0,json=ip0,proto3" json:"ip_0,omitempty"`
+	Ip_1             []byte                 `protobuf:"bytes,13,opt,name=ip_1,json=ip1,proto3" json:"ip_1,omitempty"`
+	ClientPort       uint32                 `protobuf:"varint,14,opt,name=client_port,json=clientPort,proto3" json:"client_port,omitempty"`
+	ServerPort       uint32                 `protobuf:"varint,15,opt,name=server_port,json=serverPort,proto3" json:"server_port,omitempty"`
+	Protocol         uint32                 `protobuf:"varint,16,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	L7Protocol       uint32                 `protobuf:"varint,17,opt,name=l7_protocol,json=l7Protocol,proto3" json:"l7_protocol,omitempty"`
+	ByteTx           uint64                 `protobuf:"varint,18,opt,name=byte_tx,json=byteTx,proto3" json:"byte_tx,omitempty"`
+	ByteRx           uint64                 `protobuf:"varint,19,opt,name=byte_rx,json=byteRx,proto3" json:"byte_rx,omitempty"`
+	PacketTx         uint64                 `protobuf:"varint,20,opt,name=packet_tx,json=packetTx,proto3" json:"packet_tx,omitempty"`
+	PacketRx         uint64                 `protobuf:"varint,21,opt,name=packet_rx,json=packetRx,proto3" json:"packet_rx,omitempty"`
+	Rtt              uint32                 `protobuf:"varint,22,opt,name=rtt,proto3" json:"rtt,omitempty"`
+	RttClient        uint32                 `protobuf:"varint,23,opt,name=rtt_client,json=rttClient,proto3" json:"rtt_client,omitempty"`
+	RttServer        uint32                 `protobuf:"varint,24,opt,name=rtt_server,json=rttServer,proto3" json:"rtt_server,omitempty"`
+	SrtSum           uint64                 `protobuf:"varint,25,opt,name=srt_sum,json=srtSum,proto3" json:"srt_sum,omitempty"`
+	SrtCount         uint32                 `protobuf:"varint,26,opt,name=srt_count,json=srtCount,proto3" json:"srt_count,omitempty"`
+	SrtMax           uint32                 `protobuf:"varint,27,opt,name=srt_max,json=srtMax,proto3" json:"srt_max,omitempty"`
+	ArtSum           uint64                 `protobuf:"varint,28,opt,name=art_sum,json=artSum,proto3" json:"art_sum,omitempty"`
+	ArtCount         uint32                 `protobuf:"varint,29,opt,name=art_count,json=artCount,proto3" json:"art_count,omitempty"`
+	ArtMax           uint32                 `protobuf:"varint,30,opt,name=art_max,json=artMax,proto3" json:"art_max,omitempty"`
+	RetransTx        uint32                 `protobuf:"varint,31,opt,name=retrans_tx,json=retransTx,proto3" json:"retrans_tx,omitempty"`
+	RetransRx        uint32                 `protobuf:"varint,32,opt,name=retrans_rx,json=retransRx,proto3" json:"retrans_rx,omitempty"`
+	ZeroWinTx        uint32                 `protobuf:"varint,33,opt,name=zero_win_tx,json=zeroWinTx,proto3" json:"zero_win_tx,omitempty"`
+	ZeroWinRx        uint32                 `protobuf:"varint,34,opt,name=zero_win_rx,json=zeroWinRx,proto3" json:"zero_win_rx,omitempty"`
+	OutOfOrder       uint32                 `protobuf:"varint,35,opt,name=out_of_order,json=outOfOrder,proto3" json:"out_of_order,omitempty"`
+	SynCount         uint32                 `protobuf:"varint,36,opt,name=syn_count,json=synCount,proto3" json:"syn_count,omitempty"`
+	SynackCount      uint32                 `protobuf:"varint,37,opt,name=synack_count,json=synackCount,proto3" json:"synack_count,omitempty"`
+	RetransSyn       uint32                 `protobuf:"varint,38,opt,name=retrans_syn,json=retransSyn,proto3" json:"retrans_syn,omitempty"`
+	RetransSynack    uint32                 `protobuf:"varint,39,opt,name=retrans_synack,json=retransSynack,proto3" json:"retrans_synack,omitempty"`
+	FinCount         uint32                 `protobuf:"varint,40,opt,name=fin_count,json=finCount,proto3" json:"fin_count,omitempty"`
+	RstCount         uint32                 `protobuf:"varint,41,opt,name=rst_count,json=rstCount,proto3" json:"rst_count,omitempty"`
+	CloseType        uint32                 `protobuf:"varint,42,opt,name=close_type,json=closeType,proto3" json:"close_type,omitempty"`
+	IsNewFlow        bool                   `protobuf:"varint,43,opt,name=is_new_flow,json=isNewFlow,proto3" json:"is_new_flow,omitempty"`
+	IsClosed         bool                   `protobuf:"varint,44,opt,name=is_closed,json=isClosed,proto3" json:"is_closed,omitempty"`
+	ProcessId_0      uint32                 `protobuf:"varint,45,opt,name=process_id_0,json=processId0,proto3" json:"process_id_0,omitempty"`
+	ProcessId_1      uint32                 `protobuf:"varint,46,opt,name=process_id_1,json=processId1,proto3" json:"process_id_1,omitempty"`
+	ProcessKname_0   string                 `protobuf:"bytes,47,opt,name=process_kname_0,json=processKname0,proto3" json:"process_kname_0,omitempty"`
+	ProcessKname_1   string                 `protobuf:"bytes,48,opt,name=process_kname_1,json=processKname1,proto3" json:"process_kname_1,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *L4FlowLog) Reset() {
+	*x = L4FlowLog{}
+	mi := &file_sightline_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *L4FlowLog) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*L4FlowLog) ProtoMessage() {}
+
+func (x *L4FlowLog) ProtoReflect() protoreflect.Message {
+	mi := &file_sightline_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use L4FlowLog.ProtoReflect.Descriptor instead.
+func (*L4FlowLog) Descriptor() ([]byte, []int) {
+	return file_sightline_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *L4FlowLog) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetTimeUs() int64 {
+	if x != nil {
+		return x.TimeUs
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetStartTimeUs() int64 {
+	if x != nil {
+		return x.StartTimeUs
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetEndTimeUs() int64 {
+	if x != nil {
+		return x.EndTimeUs
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetDuration() uint64 {
+	if x != nil {
+		return x.Duration
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *L4FlowLog) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *L4FlowLog) GetOrgId() uint32 {
+	if x != nil {
+		return x.OrgId
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetTeamId() uint32 {
+	if x != nil {
+		return x.TeamId
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetSignalSource() uint32 {
+	if x != nil {
+		return x.SignalSource
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetObservationPoint() string {
+	if x != nil {
+		return x.ObservationPoint
+	}
+	return ""
+}
+
+func (x *L4FlowLog) GetIp_0() []byte {
+	if x != nil {
+		return x.Ip_0
+	}
+	return nil
+}
+
+func (x *L4FlowLog) GetIp_1() []byte {
+	if x != nil {
+		return x.Ip_1
+	}
+	return nil
+}
+
+func (x *L4FlowLog) GetClientPort() uint32 {
+	if x != nil {
+		return x.ClientPort
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetServerPort() uint32 {
+	if x != nil {
+		return x.ServerPort
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetProtocol() uint32 {
+	if x != nil {
+		return x.Protocol
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetL7Protocol() uint32 {
+	if x != nil {
+		return x.L7Protocol
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetByteTx() uint64 {
+	if x != nil {
+		return x.ByteTx
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetByteRx() uint64 {
+	if x != nil {
+		return x.ByteRx
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetPacketTx() uint64 {
+	if x != nil {
+		return x.PacketTx
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetPacketRx() uint64 {
+	if x != nil {
+		return x.PacketRx
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetRtt() uint32 {
+	if x != nil {
+		return x.Rtt
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetRttClient() uint32 {
+	if x != nil {
+		return x.RttClient
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetRttServer() uint32 {
+	if x != nil {
+		return x.RttServer
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetSrtSum() uint64 {
+	if x != nil {
+		return x.SrtSum
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetSrtCount() uint32 {
+	if x != nil {
+		return x.SrtCount
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetSrtMax() uint32 {
+	if x != nil {
+		return x.SrtMax
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetArtSum() uint64 {
+	if x != nil {
+		return x.ArtSum
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetArtCount() uint32 {
+	if x != nil {
+		return x.ArtCount
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetArtMax() uint32 {
+	if x != nil {
+		return x.ArtMax
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetRetransTx() uint32 {
+	if x != nil {
+		return x.RetransTx
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetRetransRx() uint32 {
+	if x != nil {
+		return x.RetransRx
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetZeroWinTx() uint32 {
+	if x != nil {
+		return x.ZeroWinTx
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetZeroWinRx() uint32 {
+	if x != nil {
+		return x.ZeroWinRx
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetOutOfOrder() uint32 {
+	if x != nil {
+		return x.OutOfOrder
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetSynCount() uint32 {
+	if x != nil {
+		return x.SynCount
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetSynackCount() uint32 {
+	if x != nil {
+		return x.SynackCount
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetRetransSyn() uint32 {
+	if x != nil {
+		return x.RetransSyn
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetRetransSynack() uint32 {
+	if x != nil {
+		return x.RetransSynack
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetFinCount() uint32 {
+	if x != nil {
+		return x.FinCount
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetRstCount() uint32 {
+	if x != nil {
+		return x.RstCount
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetCloseType() uint32 {
+	if x != nil {
+		return x.CloseType
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetIsNewFlow() bool {
+	if x != nil {
+		return x.IsNewFlow
+	}
+	return false
+}
+
+func (x *L4FlowLog) GetIsClosed() bool {
+	if x != nil {
+		return x.IsClosed
+	}
+	return false
+}
+
+func (x *L4FlowLog) GetProcessId_0() uint32 {
+	if x != nil {
+		return x.ProcessId_0
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetProcessId_1() uint32 {
+	if x != nil {
+		return x.ProcessId_1
+	}
+	return 0
+}
+
+func (x *L4FlowLog) GetProcessKname_0() string {
+	if x != nil {
+		return x.ProcessKname_0
+	}
+	return ""
+}
+
+func (x *L4FlowLog) GetProcessKname_1() string {
+	if x != nil {
+		return x.ProcessKname_1
+	}
+	return ""
+}
+
+// L4Batch is one call's worth of l4_flow_log rows.
+type L4Batch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Rows          []*L4FlowLog           `protobuf:"bytes,2,rep,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *L4Batch) Reset() {
+	*x = L4Batch{}
+	mi := &file_sightline_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *L4Batch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*L4Batch) ProtoMessage() {}
+
+func (x *L4Batch) ProtoReflect() protoreflect.Message {
+	mi := &file_sightline_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use L4Batch.ProtoReflect.Descriptor instead.
+func (*L4Batch) Descriptor() ([]byte, []int) {
+	return file_sightline_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *L4Batch) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *L4Batch) GetRows() []*L4FlowLog {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
 type PushReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// accepted is the number of rows handed to storage.
@@ -578,7 +1052,7 @@ type PushReply struct {
 
 func (x *PushReply) Reset() {
 	*x = PushReply{}
-	mi := &file_sightline_proto_msgTypes[2]
+	mi := &file_sightline_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -590,7 +1064,7 @@ func (x *PushReply) String() string {
 func (*PushReply) ProtoMessage() {}
 
 func (x *PushReply) ProtoReflect() protoreflect.Message {
-	mi := &file_sightline_proto_msgTypes[2]
+	mi := &file_sightline_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -603,7 +1077,7 @@ func (x *PushReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushReply.ProtoReflect.Descriptor instead.
 func (*PushReply) Descriptor() ([]byte, []int) {
-	return file_sightline_proto_rawDescGZIP(), []int{2}
+	return file_sightline_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PushReply) GetAccepted() uint64 {
@@ -694,11 +1168,77 @@ const file_sightline_proto_rawDesc = "" +
 	"\x12_sql_affected_rows\"V\n" +
 	"\aL7Batch\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x120\n" +
-	"\x04rows\x18\x02 \x03(\v2\x1c.sightline.wire.v1.L7FlowLogR\x04rows\"'\n" +
+	"\x04rows\x18\x02 \x03(\v2\x1c.sightline.wire.v1.L7FlowLogR\x04rows\"\x96\v\n" +
+	"\tL4FlowLog\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x17\n" +
+	"\atime_us\x18\x02 \x01(\x03R\x06timeUs\x12\"\n" +
+	"\rstart_time_us\x18\x03 \x01(\x03R\vstartTimeUs\x12\x1e\n" +
+	"\vend_time_us\x18\x04 \x01(\x03R\tendTimeUs\x12\x1a\n" +
+	"\bduration\x18\x05 \x01(\x04R\bduration\x12\x19\n" +
+	"\bagent_id\x18\x06 \x01(\tR\aagentId\x12\x12\n" +
+	"\x04host\x18\a \x01(\tR\x04host\x12\x15\n" +
+	"\x06org_id\x18\b \x01(\rR\x05orgId\x12\x17\n" +
+	"\ateam_id\x18\t \x01(\rR\x06teamId\x12#\n" +
+	"\rsignal_source\x18\n" +
+	" \x01(\rR\fsignalSource\x12+\n" +
+	"\x11observation_point\x18\v \x01(\tR\x10observationPoint\x12\x11\n" +
+	"\x04ip_0\x18\f \x01(\fR\x03ip0\x12\x11\n" +
+	"\x04ip_1\x18\r \x01(\fR\x03ip1\x12\x1f\n" +
+	"\vclient_port\x18\x0e \x01(\rR\n" +
+	"clientPort\x12\x1f\n" +
+	"\vserver_port\x18\x0f \x01(\rR\n" +
+	"serverPort\x12\x1a\n" +
+	"\bprotocol\x18\x10 \x01(\rR\bprotocol\x12\x1f\n" +
+	"\vl7_protocol\x18\x11 \x01(\rR\n" +
+	"l7Protocol\x12\x17\n" +
+	"\abyte_tx\x18\x12 \x01(\x04R\x06byteTx\x12\x17\n" +
+	"\abyte_rx\x18\x13 \x01(\x04R\x06byteRx\x12\x1b\n" +
+	"\tpacket_tx\x18\x14 \x01(\x04R\bpacketTx\x12\x1b\n" +
+	"\tpacket_rx\x18\x15 \x01(\x04R\bpacketRx\x12\x10\n" +
+	"\x03rtt\x18\x16 \x01(\rR\x03rtt\x12\x1d\n" +
+	"\n" +
+	"rtt_client\x18\x17 \x01(\rR\trttClient\x12\x1d\n" +
+	"\n" +
+	"rtt_server\x18\x18 \x01(\rR\trttServer\x12\x17\n" +
+	"\asrt_sum\x18\x19 \x01(\x04R\x06srtSum\x12\x1b\n" +
+	"\tsrt_count\x18\x1a \x01(\rR\bsrtCount\x12\x17\n" +
+	"\asrt_max\x18\x1b \x01(\rR\x06srtMax\x12\x17\n" +
+	"\aart_sum\x18\x1c \x01(\x04R\x06artSum\x12\x1b\n" +
+	"\tart_count\x18\x1d \x01(\rR\bartCount\x12\x17\n" +
+	"\aart_max\x18\x1e \x01(\rR\x06artMax\x12\x1d\n" +
+	"\n" +
+	"retrans_tx\x18\x1f \x01(\rR\tretransTx\x12\x1d\n" +
+	"\n" +
+	"retrans_rx\x18  \x01(\rR\tretransRx\x12\x1e\n" +
+	"\vzero_win_tx\x18! \x01(\rR\tzeroWinTx\x12\x1e\n" +
+	"\vzero_win_rx\x18\" \x01(\rR\tzeroWinRx\x12 \n" +
+	"\fout_of_order\x18# \x01(\rR\n" +
+	"outOfOrder\x12\x1b\n" +
+	"\tsyn_count\x18$ \x01(\rR\bsynCount\x12!\n" +
+	"\fsynack_count\x18% \x01(\rR\vsynackCount\x12\x1f\n" +
+	"\vretrans_syn\x18& \x01(\rR\n" +
+	"retransSyn\x12%\n" +
+	"\x0eretrans_synack\x18' \x01(\rR\rretransSynack\x12\x1b\n" +
+	"\tfin_count\x18( \x01(\rR\bfinCount\x12\x1b\n" +
+	"\trst_count\x18) \x01(\rR\brstCount\x12\x1d\n" +
+	"\n" +
+	"close_type\x18* \x01(\rR\tcloseType\x12\x1e\n" +
+	"\vis_new_flow\x18+ \x01(\bR\tisNewFlow\x12\x1b\n" +
+	"\tis_closed\x18, \x01(\bR\bisClosed\x12 \n" +
+	"\fprocess_id_0\x18- \x01(\rR\n" +
+	"processId0\x12 \n" +
+	"\fprocess_id_1\x18. \x01(\rR\n" +
+	"processId1\x12&\n" +
+	"\x0fprocess_kname_0\x18/ \x01(\tR\rprocessKname0\x12&\n" +
+	"\x0fprocess_kname_1\x180 \x01(\tR\rprocessKname1\"V\n" +
+	"\aL4Batch\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x120\n" +
+	"\x04rows\x18\x02 \x03(\v2\x1c.sightline.wire.v1.L4FlowLogR\x04rows\"'\n" +
 	"\tPushReply\x12\x1a\n" +
-	"\baccepted\x18\x01 \x01(\x04R\baccepted2L\n" +
+	"\baccepted\x18\x01 \x01(\x04R\baccepted2\x90\x01\n" +
 	"\x06Ingest\x12B\n" +
-	"\x06PushL7\x12\x1a.sightline.wire.v1.L7Batch\x1a\x1c.sightline.wire.v1.PushReplyB4Z2github.com/sightline-io/sightline/wire/sightlinepbb\x06proto3"
+	"\x06PushL7\x12\x1a.sightline.wire.v1.L7Batch\x1a\x1c.sightline.wire.v1.PushReply\x12B\n" +
+	"\x06PushL4\x12\x1a.sightline.wire.v1.L4Batch\x1a\x1c.sightline.wire.v1.PushReplyB4Z2github.com/sightline-io/sightline/wire/sightlinepbb\x06proto3"
 
 var (
 	file_sightline_proto_rawDescOnce sync.Once
@@ -712,23 +1252,28 @@ func file_sightline_proto_rawDescGZIP() []byte {
 	return file_sightline_proto_rawDescData
 }
 
-var file_sightline_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_sightline_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_sightline_proto_goTypes = []any{
 	(*L7FlowLog)(nil), // 0: sightline.wire.v1.L7FlowLog
 	(*L7Batch)(nil),   // 1: sightline.wire.v1.L7Batch
-	(*PushReply)(nil), // 2: sightline.wire.v1.PushReply
-	nil,               // 3: sightline.wire.v1.L7FlowLog.AttributesEntry
+	(*L4FlowLog)(nil), // 2: sightline.wire.v1.L4FlowLog
+	(*L4Batch)(nil),   // 3: sightline.wire.v1.L4Batch
+	(*PushReply)(nil), // 4: sightline.wire.v1.PushReply
+	nil,               // 5: sightline.wire.v1.L7FlowLog.AttributesEntry
 }
 var file_sightline_proto_depIdxs = []int32{
-	3, // 0: sightline.wire.v1.L7FlowLog.attributes:type_name -> sightline.wire.v1.L7FlowLog.AttributesEntry
+	5, // 0: sightline.wire.v1.L7FlowLog.attributes:type_name -> sightline.wire.v1.L7FlowLog.AttributesEntry
 	0, // 1: sightline.wire.v1.L7Batch.rows:type_name -> sightline.wire.v1.L7FlowLog
-	1, // 2: sightline.wire.v1.Ingest.PushL7:input_type -> sightline.wire.v1.L7Batch
-	2, // 3: sightline.wire.v1.Ingest.PushL7:output_type -> sightline.wire.v1.PushReply
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	2, // 2: sightline.wire.v1.L4Batch.rows:type_name -> sightline.wire.v1.L4FlowLog
+	1, // 3: sightline.wire.v1.Ingest.PushL7:input_type -> sightline.wire.v1.L7Batch
+	3, // 4: sightline.wire.v1.Ingest.PushL4:input_type -> sightline.wire.v1.L4Batch
+	4, // 5: sightline.wire.v1.Ingest.PushL7:output_type -> sightline.wire.v1.PushReply
+	4, // 6: sightline.wire.v1.Ingest.PushL4:output_type -> sightline.wire.v1.PushReply
+	5, // [5:7] is the sub-list for method output_type
+	3, // [3:5] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_sightline_proto_init() }
@@ -743,7 +1288,7 @@ func file_sightline_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sightline_proto_rawDesc), len(file_sightline_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
