@@ -6,6 +6,7 @@ package replay
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/sightline-io/sightline/agent/session"
 	"github.com/sightline-io/sightline/flowlog"
 	"github.com/sightline-io/sightline/packet/decode"
+	"github.com/sightline-io/sightline/packet/flow"
 	"github.com/sightline-io/sightline/packet/pcapfile"
 	"github.com/sightline-io/sightline/packet/reassembly"
 )
@@ -30,22 +32,37 @@ type Options struct {
 	AgentID   string
 	Host      string
 	Protocols []l7.Protocol // the parsers, in inference order (required; see agent/l7/registry)
+	// Table chooses the rows printed: TableL7 (default when empty), TableL4,
+	// or TableAll, where every line carries a "table" field naming its table.
+	Table string
 	// Reassembly bounds the TCP reassembly; zero fields take its defaults.
 	Reassembly reassembly.Config
+	// Flow configures the flow table behind l4_flow_log rows; zero fields
+	// take its defaults (60 s periods: short captures give one row per flow).
+	Flow flow.Config
 	Logger     *slog.Logger // optional
 }
+
+// Tables replay can print.
+const (
+	TableL7  = "l7_flow_log"
+	TableL4  = "l4_flow_log"
+	TableAll = "all"
+)
 
 // Stats reports what a Run read, decoded, reassembled and emitted.
 type Stats struct {
 	Format        string // "pcap", "pcapng" or "pcap.gz"
 	Frames        uint64
-	Rows          uint64
+	Rows          uint64 // l7_flow_log rows printed
+	L4Rows        uint64 // l4_flow_log rows printed
 	First, Last   time.Time // capture time of the first and latest frame
 	TruncatedFile bool      // the file ended inside a record (the rest was used)
 
 	Decode     decode.Stats
 	Reassembly reassembly.Stats
 	Session    session.Stats
+	Flow       flow.Stats
 }
 
 // expireEvery is how often, in capture time, timeouts are checked.
@@ -62,6 +79,14 @@ func Run(ctx context.Context, path string, w io.Writer, opts Options) (Stats, er
 	if opts.Format != "" && opts.Format != FormatJSONL {
 		return st, fmt.Errorf("replay: unsupported format %q (want %q)", opts.Format, FormatJSONL)
 	}
+	table := opts.Table
+	if table == "" {
+		table = TableL7
+	}
+	if table != TableL7 && table != TableL4 && table != TableAll {
+		return st, fmt.Errorf("replay: unknown table %q (want %s, %s or %s)", table, TableL7, TableL4, TableAll)
+	}
+	wantL7, wantL4 := table != TableL4, table != TableL7
 	f, err := pcapfile.Open(path)
 	if err != nil {
 		return st, fmt.Errorf("replay: %w", err)
@@ -83,13 +108,42 @@ func Run(ctx context.Context, path string, w io.Writer, opts Options) (Stats, er
 		Now:       func() time.Time { return st.Last },
 		Logger:    opts.Logger,
 	}, func(row *flowlog.L7FlowLog) {
-		if encErr != nil {
+		if encErr != nil || !wantL7 {
 			return
 		}
 		st.Rows++
 		row.ID = st.Rows
 		line = append(row.AppendJSON(line[:0]), '\n')
+		if table == TableAll {
+			line = tagTable(line, TableL7)
+		}
 		if _, err := bw.Write(line); err != nil {
+			encErr = fmt.Errorf("replay: write row: %w", err)
+		}
+	})
+	fcfg := opts.Flow
+	if fcfg.AgentID == "" {
+		fcfg.AgentID = opts.AgentID
+	}
+	if fcfg.Host == "" {
+		fcfg.Host = opts.Host
+	}
+	flows := flow.New(fcfg, func(row *flowlog.L4FlowLog) {
+		if encErr != nil || !wantL4 {
+			return
+		}
+		st.L4Rows++
+		row.ID = st.L4Rows
+		b, err := json.Marshal(row)
+		if err != nil {
+			encErr = fmt.Errorf("replay: encode l4 row: %w", err)
+			return
+		}
+		b = append(b, '\n')
+		if table == TableAll {
+			b = tagTable(b, TableL4)
+		}
+		if _, err := bw.Write(b); err != nil {
 			encErr = fmt.Errorf("replay: write row: %w", err)
 		}
 	})
@@ -127,12 +181,18 @@ func Run(ctx context.Context, path string, w io.Writer, opts Options) (Stats, er
 			st.Last = fr.Time
 		}
 		if dec.Decode(fr.LinkType, fr.Data, &pkt) == nil {
-			asm.Packet(&pkt, fr.Time)
+			if wantL4 {
+				flows.Packet(&pkt, fr.Time, fr.WireLen)
+			}
+			if wantL7 {
+				asm.Packet(&pkt, fr.Time)
+			}
 		}
 		if st.Last.Sub(lastExpire) >= expireEvery {
 			lastExpire = st.Last
 			asm.Expire(st.Last)
 			sess.Expire(st.Last)
+			flows.Tick(st.Last)
 		}
 		if encErr != nil {
 			break
@@ -140,7 +200,15 @@ func Run(ctx context.Context, path string, w io.Writer, opts Options) (Stats, er
 	}
 	asm.FlushAll(st.Last)
 	sess.FlushAll(st.Last)
-	st.Decode, st.Reassembly, st.Session = dec.Stats, asm.Stats(), sess.Stats()
+	// The capture's end is not its flows' end: flows whose state already
+	// says how they end (one FIN only, a handshake unanswered, closed and
+	// lingering) are classified as their timeouts would; established flows
+	// are reported as still open (Force Report) by FlushAll.
+	end := st.Last.Add(max(durOr(fcfg.HalfCloseIdle, flow.DefaultHalfCloseIdle),
+		durOr(fcfg.HandshakeIdle, flow.DefaultHandshakeIdle), durOr(fcfg.ClosedLinger, flow.DefaultClosedLinger)))
+	flows.Tick(end)
+	flows.FlushAll(end)
+	st.Decode, st.Reassembly, st.Session, st.Flow = dec.Stats, asm.Stats(), sess.Stats(), flows.Stats()
 	if err := bw.Flush(); err != nil && encErr == nil {
 		encErr = fmt.Errorf("replay: write rows: %w", err)
 	}
@@ -153,4 +221,25 @@ func Run(ctx context.Context, path string, w io.Writer, opts Options) (Stats, er
 		return st, fmt.Errorf("replay: %s: no frame of a supported link type (%d frames)", path, st.Frames)
 	}
 	return st, nil
+}
+
+// tagTable puts a "table" field first in a JSON object line.
+func tagTable(line []byte, table string) []byte {
+	if len(line) < 2 || line[0] != '{' {
+		return line
+	}
+	head := `{"table":"` + table + `"`
+	if line[1] != '}' {
+		head += ","
+	}
+	out := make([]byte, 0, len(line)+len(head))
+	out = append(out, head...)
+	return append(out, line[1:]...)
+}
+
+func durOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }

@@ -457,3 +457,52 @@ func BenchmarkReplay(b *testing.B) {
 	}
 	b.ReportMetric(float64(conns*perConn*b.N)/b.Elapsed().Seconds(), "rows/s")
 }
+
+// TestReplayL4 prints l4_flow_log rows from the flow table's recorded
+// failure cases, alone and mixed with l7 rows.
+func TestReplayL4(t *testing.T) {
+	for _, tc := range []struct {
+		file  string
+		close flowlog.CloseType
+	}{
+		{"closed_port.pcap", flowlog.CloseEstServerDirectRST},
+		{"server_rst.pcap", flowlog.CloseTransferServerRST},
+		{"half_close.pcap", flowlog.CloseClientHalfClose},
+		{"normal.pcap", flowlog.CloseNormal},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			path := filepath.Join("..", "packet", "flow", "testdata", tc.file)
+			var out bytes.Buffer
+			st, err := Run(context.Background(), path, &out, Options{Protocols: registry.Default(), Table: TableL4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Rows != 0 || st.L4Rows == 0 {
+				t.Fatalf("rows: l7 %d, l4 %d", st.Rows, st.L4Rows)
+			}
+			found := false
+			for _, line := range bytes.Split(bytes.TrimSpace(out.Bytes()), []byte("\n")) {
+				var r flowlog.L4FlowLog
+				if err := json.Unmarshal(line, &r); err != nil {
+					t.Fatalf("%s: %v", line, err)
+				}
+				found = found || r.CloseType == tc.close
+			}
+			if !found {
+				t.Errorf("no row with close_type %v in\n%s", tc.close, out.String())
+			}
+		})
+	}
+	var out bytes.Buffer
+	st, err := Run(context.Background(), filepath.Join(pcapDir, "http_curl_nginx.pcap"), &out, Options{Protocols: registry.Default(), Table: TableAll})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l7, l4 := bytes.Count(out.Bytes(), []byte(`{"table":"l7_flow_log",`)), bytes.Count(out.Bytes(), []byte(`{"table":"l4_flow_log",`))
+	if uint64(l7) != st.Rows || uint64(l4) != st.L4Rows || l7 == 0 || l4 == 0 {
+		t.Fatalf("table all: %d l7 lines (%d rows), %d l4 lines (%d rows)", l7, st.Rows, l4, st.L4Rows)
+	}
+	if _, err := Run(context.Background(), filepath.Join(pcapDir, "http_curl_nginx.pcap"), io.Discard, Options{Protocols: registry.Default(), Table: "l5"}); err == nil {
+		t.Fatal("unknown table accepted")
+	}
+}

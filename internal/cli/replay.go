@@ -15,10 +15,12 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlagSet("replay", "[--format jsonl] FILE",
 		"Reads a pcap or pcapng capture (Ethernet, Linux cooked SLL/SLL2, raw IP, loopback; VLAN tags),\n"+
 			"reassembles TCP, runs the same parsers and session logic as the agent, and prints one JSON object\n"+
-			"per l7_flow_log row (the contract's column names; signal_source 0, observation_point c/s/local).", stderr)
+			"per l7_flow_log row (the contract's column names; signal_source 0, observation_point c/s/local);\n"+
+			"with --table l4_flow_log one per TCP/UDP flow and period from the flow table instead, --table all both.", stderr)
 	format := fs.String("format", "jsonl", "output format (jsonl)")
 	host := fs.String("host", "", "value for the host column (default: empty)")
 	stats := fs.Bool("stats", false, "print reassembly and session counters to stderr at the end")
+	table := fs.String("table", replay.TableL7, "rows to print: l7_flow_log, l4_flow_log (one per flow and 60 s period), or all\n(all: each line has a \"table\" field)")
 	var pf protocolFlags
 	pf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -34,6 +36,10 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.Usage()
 		return errUsage
 	}
+	if *table != replay.TableL7 && *table != replay.TableL4 && *table != replay.TableAll {
+		fmt.Fprintf(stderr, "sightline replay: unknown --table %q (supported: l7_flow_log, l4_flow_log, all)\n", *table)
+		return errUsage
+	}
 	if *format != "jsonl" {
 		fmt.Fprintf(stderr, "sightline replay: unknown --format %q (supported: jsonl)\n", *format)
 		return errUsage
@@ -42,6 +48,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	st, err := replay.Run(ctx, fs.Arg(0), out, replay.Options{
 		Format:    *format,
 		Host:      *host,
+		Table:     *table,
 		Protocols: protocols,
 	})
 	if ferr := out.Flush(); err == nil {
