@@ -39,8 +39,8 @@ type Options struct {
 	Reassembly reassembly.Config
 	// Flow configures the flow table behind l4_flow_log rows; zero fields
 	// take its defaults (60 s periods: short captures give one row per flow).
-	Flow flow.Config
-	Logger     *slog.Logger // optional
+	Flow   flow.Config
+	Logger *slog.Logger // optional
 }
 
 // Tables replay can print.
@@ -54,8 +54,8 @@ const (
 type Stats struct {
 	Format        string // "pcap", "pcapng" or "pcap.gz"
 	Frames        uint64
-	Rows          uint64 // l7_flow_log rows printed
-	L4Rows        uint64 // l4_flow_log rows printed
+	Rows          uint64    // l7_flow_log rows printed
+	L4Rows        uint64    // l4_flow_log rows printed
 	First, Last   time.Time // capture time of the first and latest frame
 	TruncatedFile bool      // the file ended inside a record (the rest was used)
 
