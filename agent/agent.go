@@ -20,6 +20,7 @@ import (
 
 	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/capture/socktrace"
+	"github.com/sightline-io/sightline/agent/capture/tcpevents"
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/agent/procinfo"
 	"github.com/sightline-io/sightline/agent/reorder"
@@ -62,6 +63,9 @@ type Config struct {
 	// consumer of its own (tests, and later `up`). It runs on the capture
 	// goroutine and must not block.
 	Sink func(*flowlog.L7FlowLog)
+	// DisableTCPEvents turns off the TCP lifecycle tracer (connects, failed
+	// connects, retransmits and resets per process, on /metrics).
+	DisableTCPEvents bool
 	// Registerer receives the agent's metrics (nil: none).
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -75,6 +79,8 @@ type Agent struct {
 	cfg     Config
 	log     *slog.Logger
 	tracer  *socktrace.Tracer
+	tcp     *tcpevents.Tracer // nil when disabled
+	tcpSeen *tcpevents.Counters
 	shipper *wire.Shipper
 	procs   *procinfo.Resolver
 
@@ -177,6 +183,20 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: socket tracer: %w", err)
 	}
 	a.tracer = tracer
+	if !cfg.DisableTCPEvents {
+		tcp, err := tcpevents.New(tcpevents.Config{Logger: cfg.Logger})
+		if err != nil {
+			tracer.Close()
+			if a.shipper != nil {
+				a.shipper.Close()
+			}
+			return nil, fmt.Errorf("agent: tcp events tracer: %w", err)
+		}
+		a.tcp, a.tcpSeen = tcp, tcpevents.NewCounters(0)
+		if cfg.Registerer != nil {
+			cfg.Registerer.MustRegister(tcpevents.NewCollector(a.tcpSeen, 0, tcp.Stats))
+		}
+	}
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(
 			promstats.New("sightline_agent_socktrace", func() any { return a.tracer.Stats() }),
@@ -201,6 +221,19 @@ func New(cfg Config) (*Agent, error) {
 // rows (bounded by a shutdown timeout) and detaches from the kernel.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.tracer.Close()
+	tcpDone := make(chan struct{})
+	defer func() { <-tcpDone }() // after the Close below: Close ends Run
+	if a.tcp != nil {
+		defer a.tcp.Close()
+		go func() {
+			defer close(tcpDone)
+			if err := a.tcp.Run(ctx, a.tcpSeen.Add); err != nil {
+				a.log.Warn("agent: tcp events tracer stopped", "err", err)
+			}
+		}()
+	} else {
+		close(tcpDone)
+	}
 	shipCtx, stopShip := context.WithCancel(context.Background())
 	shipDone := make(chan struct{})
 	go func() {
@@ -320,7 +353,12 @@ func (h handler) ConnOpened(socktrace.ConnInfo) {}
 
 func (h handler) ProcessExec(pid uint32) { h.a.procs.Invalidate(pid) }
 
-func (h handler) ProcessExit(pid uint32) { h.a.procs.Forget(pid) }
+func (h handler) ProcessExit(pid uint32) {
+	h.a.procs.Forget(pid)
+	if h.a.tcpSeen != nil {
+		h.a.tcpSeen.Retire(pid)
+	}
+}
 
 // sessionSink hands reordered events to the session Assembler.
 type sessionSink struct{ asm *session.Assembler }

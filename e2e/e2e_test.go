@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -483,4 +484,42 @@ func TestRowRateLimit(t *testing.T) {
 	if throttled < float64(2*n-budget) || shipped < float64(stored) {
 		t.Errorf("throttled %v (want ≥ %d), shipped %v (want ≥ %d)", throttled, 2*n-budget, shipped, stored)
 	}
+}
+
+// TestFailedConnectAttributed: a connect to a closed port is counted on the
+// agent's /metrics, attributed to the connecting program.
+func TestFailedConnectAttributed(t *testing.T) {
+	requireRootAndTools(t, "curl")
+	s := startStack(t)
+	closed := freePort(t)
+	_ = exec.Command("curl", "-s", "--max-time", "2", fmt.Sprintf("http://127.0.0.1:%d/", closed)).Run()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(s.api + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range bytes.Split(body, []byte("\n")) {
+			if bytes.HasPrefix(line, []byte("sightline_agent_tcp_connect_failures_total{")) &&
+				bytes.Contains(line, []byte(`comm="curl"`)) && bytes.Contains(line, []byte(fmt.Sprintf(`remote="127.0.0.1:%d"`, closed))) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no connect failure for curl → :%d on /metrics:\n%s", closed, grepLines(body, "sightline_agent_tcp_"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func grepLines(b []byte, prefix string) string {
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, prefix) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
