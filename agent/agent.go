@@ -19,6 +19,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/sightline-io/sightline/agent/capture"
+	"github.com/sightline-io/sightline/agent/capture/afpacket"
+	"github.com/sightline-io/sightline/agent/capture/netcap"
 	"github.com/sightline-io/sightline/agent/capture/socktrace"
 	"github.com/sightline-io/sightline/agent/capture/tcpevents"
 	"github.com/sightline-io/sightline/agent/l7"
@@ -27,6 +29,8 @@ import (
 	"github.com/sightline-io/sightline/agent/session"
 	"github.com/sightline-io/sightline/flowlog"
 	"github.com/sightline-io/sightline/internal/promstats"
+	"github.com/sightline-io/sightline/packet/decode"
+	"github.com/sightline-io/sightline/packet/flow"
 	"github.com/sightline-io/sightline/wire"
 )
 
@@ -63,12 +67,36 @@ type Config struct {
 	// consumer of its own (tests, and later `up`). It runs on the capture
 	// goroutine and must not block.
 	Sink func(*flowlog.L7FlowLog)
+	// Packets configures packet capture (flows and, optionally, L7 rows
+	// from the network). Packets.Disable turns it off.
+	Packets PacketConfig
+	// L4Sink, when set (with Sink), receives l4_flow_log rows instead of
+	// the shipper.
+	L4Sink func(*flowlog.L4FlowLog)
 	// DisableTCPEvents turns off the TCP lifecycle tracer (connects, failed
 	// connects, retransmits and resets per process, on /metrics).
 	DisableTCPEvents bool
 	// Registerer receives the agent's metrics (nil: none).
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+}
+
+// PacketConfig configures the agent's packet capture.
+type PacketConfig struct {
+	// Disable turns packet capture off (no l4_flow_log rows).
+	Disable bool
+	// Interfaces to capture on (nil: every up interface, loopback
+	// included, re-scanned as interfaces come and go).
+	Interfaces []string
+	// SnapLen is the bytes kept of each frame (default 256 for flows only,
+	// 1024 with L7).
+	SnapLen int
+	// L7 also parses the captured packets into l7_flow_log rows
+	// (signal_source 0, observation_point c/s/local). Off by default: the
+	// eBPF rows of the same requests would be counted twice.
+	L7 bool
+	// ReportEvery is the l4_flow_log period (default 60 s).
+	ReportEvery time.Duration
 }
 
 // releaseEvery is how often held events are released when the ring is quiet.
@@ -80,6 +108,9 @@ type Agent struct {
 	log     *slog.Logger
 	tracer  *socktrace.Tracer
 	tcp     *tcpevents.Tracer // nil when disabled
+	packets *afpacket.Capture // nil when disabled
+	netPipe *netcap.Pipeline
+	flows   *flow.Table
 	tcpSeen *tcpevents.Counters
 	shipper *wire.Shipper
 	procs   *procinfo.Resolver
@@ -102,11 +133,13 @@ type Stats struct {
 	// kernel was told to stop sending; SkipErrors the failures to tell it.
 	SocketsSkipped uint64
 	SkipErrors     uint64
+	L4Rows         uint64 // l4_flow_log rows produced by the flow table
 }
 
 type agentStats struct {
 	rowsShipped, rowsThrottled atomic.Uint64
 	socketsSkipped, skipErrors atomic.Uint64
+	l4Rows                     atomic.Uint64
 }
 
 // Stats returns the agent's counters.
@@ -116,6 +149,7 @@ func (a *Agent) Stats() Stats {
 		RowsThrottled:  a.stats.rowsThrottled.Load(),
 		SocketsSkipped: a.stats.socketsSkipped.Load(),
 		SkipErrors:     a.stats.skipErrors.Load(),
+		L4Rows:         a.stats.l4Rows.Load(),
 	}
 }
 
@@ -197,6 +231,18 @@ func New(cfg Config) (*Agent, error) {
 			cfg.Registerer.MustRegister(tcpevents.NewCollector(a.tcpSeen, 0, tcp.Stats))
 		}
 	}
+	if !cfg.Packets.Disable {
+		if err := a.openPackets(); err != nil {
+			tracer.Close()
+			if a.tcp != nil {
+				a.tcp.Close()
+			}
+			if a.shipper != nil {
+				a.shipper.Close()
+			}
+			return nil, err
+		}
+	}
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(
 			promstats.New("sightline_agent_socktrace", func() any { return a.tracer.Stats() }),
@@ -233,6 +279,20 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 	} else {
 		close(tcpDone)
+	}
+	packetsDone := make(chan struct{})
+	defer func() { <-packetsDone }() // after the Close below: Close ends Run
+	if a.packets != nil {
+		defer a.packets.Close()
+		go func() {
+			defer close(packetsDone)
+			if err := a.netPipe.Run(ctx, a.packets); err != nil && !errors.Is(err, context.Canceled) {
+				a.log.Warn("agent: packet capture stopped", "err", err)
+			}
+			a.flows.FlushAll(time.Now())
+		}()
+	} else {
+		close(packetsDone)
 	}
 	shipCtx, stopShip := context.WithCancel(context.Background())
 	shipDone := make(chan struct{})
@@ -365,3 +425,62 @@ type sessionSink struct{ asm *session.Assembler }
 
 func (s sessionSink) Segment(seg *capture.Segment) { s.asm.Feed(seg) }
 func (s sessionSink) Closed(c capture.Closed)      { s.asm.CloseConn(c) }
+
+// openPackets opens the packet capture and the flow table (and, with
+// Packets.L7, a session Assembler of its own for network L7 rows).
+func (a *Agent) openPackets() error {
+	pc := a.cfg.Packets
+	snap := pc.SnapLen
+	if snap <= 0 {
+		snap = 256
+		if pc.L7 {
+			snap = 1024
+		}
+	}
+	capt, err := afpacket.Open(afpacket.Config{Interfaces: pc.Interfaces, SnapLen: snap, Filter: true})
+	if err != nil {
+		return fmt.Errorf("agent: packet capture: %w", err)
+	}
+	a.flows = flow.New(flow.Config{ReportEvery: pc.ReportEvery, AgentID: a.cfg.AgentID, Host: a.cfg.Host}, a.emitL4)
+	var l7 netcap.L7Sink
+	if pc.L7 {
+		l7 = session.New(session.Config{
+			Protocols: a.cfg.Protocols,
+			AgentID:   a.cfg.AgentID,
+			Host:      a.cfg.Host,
+			Logger:    a.cfg.Logger,
+		}, func(r *flowlog.L7FlowLog) {
+			a.mu.Lock()
+			a.emit(r)
+			a.mu.Unlock()
+		})
+	}
+	a.packets = capt
+	a.netPipe = netcap.New(netcap.Config{}, flowSink{a.flows}, l7)
+	if a.cfg.Registerer != nil {
+		a.cfg.Registerer.MustRegister(
+			promstats.New("sightline_agent_packets", func() any { return capt.Stats() }),
+			promstats.New("sightline_agent_netcap", func() any { return a.netPipe.Stats() }),
+		)
+	}
+	return nil
+}
+
+// emitL4 ships an l4_flow_log row. It runs on the packet goroutine; the row
+// is reused by the flow table after the call.
+func (a *Agent) emitL4(r *flowlog.L4FlowLog) {
+	a.stats.l4Rows.Add(1)
+	if a.cfg.L4Sink != nil {
+		a.cfg.L4Sink(r)
+		return
+	}
+	if a.shipper != nil {
+		a.shipper.EnqueueL4(*r)
+	}
+}
+
+// flowSink adapts the flow table to netcap (Expire is its Tick).
+type flowSink struct{ t *flow.Table }
+
+func (f flowSink) Packet(p *decode.Packet, ts time.Time, frameLen int) { f.t.Packet(p, ts, frameLen) }
+func (f flowSink) Expire(now time.Time)                                { f.t.Tick(now) }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/pprof"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +44,11 @@ func (f *serverFlags) config(reg *prometheus.Registry, log *slog.Logger) server.
 }
 
 type agentFlags struct {
+	captureIfaces         string
+	captureSnap           int
+	packetL7              bool
+	flowReportEvery       time.Duration
+	noTCPEvents           bool
 	maxPayload, ringBytes int
 	maxRowsPerSecond      int
 	agentID               string
@@ -57,6 +63,13 @@ func (f *agentFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxRowsPerSecond, "max-rows-per-second", 10000,
 		"ship at most this many l7_flow_log rows per second; the rest are dropped and counted (0: no cap)")
 	f.proto.register(fs)
+	fs.StringVar(&f.captureIfaces, "capture-interfaces", "",
+		"packet capture for l4_flow_log: comma-separated interfaces (default: every up interface, loopback included); \"none\" turns it off")
+	fs.IntVar(&f.captureSnap, "capture-snaplen", 0, "bytes kept of each captured frame (default 256, or 1024 with --packet-l7)")
+	fs.BoolVar(&f.packetL7, "packet-l7", false,
+		"also parse captured packets into l7_flow_log rows (observation_point c/s/local); off by default, as the eBPF rows of the\nsame requests would be counted twice")
+	fs.DurationVar(&f.flowReportEvery, "flow-report-every", 60*time.Second, "l4_flow_log reporting period of a live flow")
+	fs.BoolVar(&f.noTCPEvents, "no-tcp-events", false, "turn off the TCP lifecycle tracer (connect failures, retransmits, resets per process on /metrics)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of this process to FILE until it stops (for overhead work)")
 }
 
@@ -85,8 +98,19 @@ func (f *agentFlags) config(server string, reg prometheus.Registerer, log *slog.
 	if err != nil {
 		return agent.Config{}, err
 	}
+	pc := agent.PacketConfig{SnapLen: f.captureSnap, L7: f.packetL7, ReportEvery: f.flowReportEvery}
+	switch ifaces := splitList(f.captureIfaces); {
+	case len(ifaces) == 1 && ifaces[0] == "none":
+		pc.Disable = true
+	default:
+		pc.Interfaces = ifaces
+	}
+	if f.flowReportEvery <= 0 {
+		return agent.Config{}, fmt.Errorf("--flow-report-every %v: must be positive", f.flowReportEvery)
+	}
 	return agent.Config{Server: server, AgentID: f.agentID, MaxPayload: f.maxPayload,
-		RingBufferBytes: f.ringBytes, Protocols: protocols, MaxRowsPerSecond: f.maxRowsPerSecond, Registerer: reg, Logger: log}, nil
+		RingBufferBytes: f.ringBytes, Protocols: protocols, MaxRowsPerSecond: f.maxRowsPerSecond,
+		Packets: pc, DisableTCPEvents: f.noTCPEvents, Registerer: reg, Logger: log}, nil
 }
 
 func newLogger(stderr io.Writer) *slog.Logger {
@@ -233,4 +257,16 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "sightline up: stopped")
 	return runErr
+}
+
+// splitList splits a comma-separated flag value, dropping empty items
+// (case kept: interface names are case-sensitive).
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

@@ -46,6 +46,9 @@ func StartAgent(t testing.TB, protos ...l7.Protocol) *Agent {
 		Sink:        h.add,
 		// Protocol tests send requests larger than the default prefix.
 		MaxPayload: 4096,
+		// Protocol tests need neither flows nor TCP lifecycle events.
+		Packets:          agent.PacketConfig{Disable: true},
+		DisableTCPEvents: true,
 	}
 	a, err := agent.New(cfg)
 	if err != nil {

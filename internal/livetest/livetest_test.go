@@ -1,10 +1,14 @@
 package livetest
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,16 +20,44 @@ import (
 // own process, so the server must be another one.
 const serveEnv = "SIGHTLINE_LIVETEST_SERVE"
 
+// childEnv makes the test binary a child that fails when its value is
+// "fail" (see TestChild).
+const childEnv = "SIGHTLINE_LIVETEST_CHILD"
+
 func TestMain(m *testing.M) {
-	if addr := os.Getenv(serveEnv); addr != "" {
+	Child(serveEnv, func(addr string) error {
 		http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") })
-		if err := http.ListenAndServe(addr, nil); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+		return http.ListenAndServe(addr, nil)
+	})
+	Child(childEnv, func(v string) error {
+		if v == "fail" {
+			return errors.New("child failed")
 		}
-		return
-	}
+		return nil
+	})
 	os.Exit(m.Run())
+}
+
+// TestChild runs the test binary as a child that succeeds, then as one that
+// fails: it must exit 0, then 1 with the error on stderr, and run no test.
+func TestChild(t *testing.T) {
+	for _, v := range []string{"ok", "fail"} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestChild$", "-test.v")
+		cmd.Env = append(os.Environ(), childEnv+"="+v)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := cmd.ProcessState.ExitCode()
+		if want := map[string]int{"ok": 0, "fail": 1}[v]; code != want {
+			t.Errorf("%s: exit %d (%v), want %d", v, code, err, want)
+		}
+		if v == "fail" && !strings.Contains(stderr.String(), "child failed") {
+			t.Errorf("stderr %q", stderr.String())
+		}
+		if strings.Contains(stdout.String(), "RUN") {
+			t.Errorf("%s: the child ran tests:\n%s", v, stdout.String())
+		}
+	}
 }
 
 func TestAgentSeesHTTP(t *testing.T) {

@@ -1,0 +1,65 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/sightline-io/sightline/agent"
+	"github.com/sightline-io/sightline/flowlog"
+)
+
+// TestFlowsStored: with packet capture on loopback, a normal HTTP exchange
+// and a connect to a closed port become l4_flow_log rows with the right
+// close types, queryable with SQL, and show in the network rollup.
+func TestFlowsStored(t *testing.T) {
+	requireRootAndTools(t)
+	s := startStackWith(t, agent.Config{Packets: agent.PacketConfig{Interfaces: []string{"lo"}}})
+	port, _ := startBackend(t)
+	waitOK(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", port))
+	// A fresh connection for the exchange (waitOK's may linger).
+	tr := &http.Transport{DisableKeepAlives: true}
+	resp, err := (&http.Client{Transport: tr}).Get(fmt.Sprintf("http://127.0.0.1:%d/api/users/7", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	closed := freePort(t)
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", closed), time.Second); err == nil {
+		c.Close()
+		t.Fatalf("port %d is open", closed)
+	}
+
+	// Closed flows are reported after a short linger, then shipped.
+	deadline := time.Now().Add(20 * time.Second)
+	var normal, refused []map[string]any
+	for time.Now().Before(deadline) {
+		normal = s.query(t, fmt.Sprintf(`SELECT close_type, syn_count, synack_count, fin_count, byte_tx, byte_rx, rtt, observation_point
+			FROM l4_flow_log WHERE server_port = %d AND close_type = %d`, port, flowlog.CloseNormal))
+		refused = s.query(t, fmt.Sprintf(`SELECT close_type, syn_count, rst_count FROM l4_flow_log WHERE server_port = %d`, closed))
+		if len(normal) > 0 && len(refused) > 0 {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if len(normal) == 0 || len(refused) == 0 {
+		t.Fatalf("flows: normal %v, refused %v", normal, refused)
+	}
+	n := normal[0]
+	if num(t, n["syn_count"]) != 1 || num(t, n["synack_count"]) != 1 || num(t, n["fin_count"]) < 2 ||
+		num(t, n["byte_tx"]) == 0 || num(t, n["byte_rx"]) == 0 || str(n["observation_point"]) != "local" {
+		t.Errorf("normal flow: %v", n)
+	}
+	if num(t, refused[0]["close_type"]) != int64(flowlog.CloseEstServerDirectRST) || num(t, refused[0]["rst_count"]) == 0 {
+		t.Errorf("refused flow: %v", refused[0])
+	}
+	rollup := s.query(t, fmt.Sprintf(`SELECT sum(server_establish_fail) AS fails, sum(new_flow) AS flows
+		FROM flow_metrics.network_1m WHERE server_port = %d`, closed))
+	if len(rollup) != 1 || num(t, rollup[0]["fails"]) < 1 {
+		t.Errorf("network_1m for the closed port: %v", rollup)
+	}
+}
