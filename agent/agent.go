@@ -111,6 +111,8 @@ type Agent struct {
 	packets *afpacket.Capture // nil when disabled
 	netPipe *netcap.Pipeline
 	flows   *flow.Table
+	owners  *owners
+	flowMet *flowMetrics
 	tcpSeen *tcpevents.Counters
 	shipper *wire.Shipper
 	procs   *procinfo.Resolver
@@ -226,7 +228,7 @@ func New(cfg Config) (*Agent, error) {
 			}
 			return nil, fmt.Errorf("agent: tcp events tracer: %w", err)
 		}
-		a.tcp, a.tcpSeen = tcp, tcpevents.NewCounters(0)
+		a.tcp, a.tcpSeen, a.owners = tcp, tcpevents.NewCounters(0), newOwners()
 		if cfg.Registerer != nil {
 			cfg.Registerer.MustRegister(tcpevents.NewCollector(a.tcpSeen, 0, tcp.Stats))
 		}
@@ -273,7 +275,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer a.tcp.Close()
 		go func() {
 			defer close(tcpDone)
-			if err := a.tcp.Run(ctx, a.tcpSeen.Add); err != nil {
+			if err := a.tcp.Run(ctx, func(e *tcpevents.Event) {
+				a.tcpSeen.Add(e)
+				a.owners.observe(e)
+			}); err != nil {
 				a.log.Warn("agent: tcp events tracer stopped", "err", err)
 			}
 		}()
@@ -442,6 +447,7 @@ func (a *Agent) openPackets() error {
 		return fmt.Errorf("agent: packet capture: %w", err)
 	}
 	a.flows = flow.New(flow.Config{ReportEvery: pc.ReportEvery, AgentID: a.cfg.AgentID, Host: a.cfg.Host}, a.emitL4)
+	a.flowMet = newFlowMetrics(a.cfg.Registerer)
 	var l7 netcap.L7Sink
 	if pc.L7 {
 		l7 = session.New(session.Config{
@@ -470,6 +476,10 @@ func (a *Agent) openPackets() error {
 // is reused by the flow table after the call.
 func (a *Agent) emitL4(r *flowlog.L4FlowLog) {
 	a.stats.l4Rows.Add(1)
+	if a.owners != nil {
+		a.owners.attribute(r)
+	}
+	a.flowMet.observe(r)
 	if a.cfg.L4Sink != nil {
 		a.cfg.L4Sink(r)
 		return

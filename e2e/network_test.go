@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
@@ -40,7 +41,7 @@ func TestFlowsStored(t *testing.T) {
 	for time.Now().Before(deadline) {
 		normal = s.query(t, fmt.Sprintf(`SELECT close_type, syn_count, synack_count, fin_count, byte_tx, byte_rx, rtt, observation_point
 			FROM l4_flow_log WHERE server_port = %d AND close_type = %d`, port, flowlog.CloseNormal))
-		refused = s.query(t, fmt.Sprintf(`SELECT close_type, syn_count, rst_count FROM l4_flow_log WHERE server_port = %d`, closed))
+		refused = s.query(t, fmt.Sprintf(`SELECT close_type, syn_count, rst_count, process_id_0, process_kname_0 FROM l4_flow_log WHERE server_port = %d`, closed))
 		if len(normal) > 0 && len(refused) > 0 {
 			break
 		}
@@ -56,6 +57,15 @@ func TestFlowsStored(t *testing.T) {
 	}
 	if num(t, refused[0]["close_type"]) != int64(flowlog.CloseEstServerDirectRST) || num(t, refused[0]["rst_count"]) == 0 {
 		t.Errorf("refused flow: %v", refused[0])
+	}
+	// The failed connect is attributed to the process that made it (this
+	// one), through the TCP lifecycle tracer.
+	if num(t, refused[0]["process_id_0"]) != int64(os.Getpid()) || str(refused[0]["process_kname_0"]) == "" {
+		t.Errorf("refused flow not attributed to pid %d: %v", os.Getpid(), refused[0])
+	}
+	// And the agent's own view counts it.
+	if v := s.metricValue(t, `sightline_agent_flows_total{close_type="Est. Server Direct RST"}`); v < 1 {
+		t.Errorf("sightline_agent_flows_total for direct RST = %v", v)
 	}
 	rollup := s.query(t, fmt.Sprintf(`SELECT sum(server_establish_fail) AS fails, sum(new_flow) AS flows
 		FROM flow_metrics.network_1m WHERE server_port = %d`, closed))
