@@ -51,7 +51,11 @@ func walk(prefix string, v reflect.Value, tag string, ch chan<- prometheus.Metri
 			if !f.IsExported() {
 				continue
 			}
-			walk(prefix+"_"+snake(f.Name), v.Field(i), f.Tag.Get("prom"), ch)
+			name := prefix + "_" + snake(f.Name)
+			if f.Anonymous {
+				name = prefix // embedded structs' fields are the outer struct's
+			}
+			walk(name, v.Field(i), f.Tag.Get("prom"), ch)
 		}
 	case reflect.Map:
 		// map[string]<int>: one series per key, label "reason".

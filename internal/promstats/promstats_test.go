@@ -12,7 +12,12 @@ type innerStats struct {
 	DecodeErrors uint64
 }
 
+type EmbeddedStats struct {
+	Frames uint64
+}
+
 type sampleStats struct {
+	EmbeddedStats // flattened: sightline_test_frames_total
 	ConnsTracked  int
 	RowsEmitted   uint64
 	QueueLen      int `prom:"counter"`
@@ -35,7 +40,7 @@ func TestSnake(t *testing.T) {
 }
 
 func TestCollector(t *testing.T) {
-	st := sampleStats{ConnsTracked: 3, RowsEmitted: 7, QueueLen: 2, Pending: 5,
+	st := sampleStats{EmbeddedStats: EmbeddedStats{Frames: 6}, ConnsTracked: 3, RowsEmitted: 7, QueueLen: 2, Pending: 5,
 		Drops: map[string]uint64{"ringbuf_full": 4}, Inner: innerStats{DecodeErrors: 1}, unexportedBad: 9}
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(New("sightline_test", func() any { return st }))
@@ -46,6 +51,9 @@ sightline_test_conns_tracked 3
 # HELP sightline_test_drops_total Sightline internal counter sightline_test_drops_total.
 # TYPE sightline_test_drops_total counter
 sightline_test_drops_total{reason="ringbuf_full"} 4
+# HELP sightline_test_frames_total Sightline internal counter sightline_test_frames_total.
+# TYPE sightline_test_frames_total counter
+sightline_test_frames_total 6
 # HELP sightline_test_inner_decode_errors_total Sightline internal counter sightline_test_inner_decode_errors_total.
 # TYPE sightline_test_inner_decode_errors_total counter
 sightline_test_inner_decode_errors_total 1
