@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -71,5 +72,53 @@ func TestFlowsStored(t *testing.T) {
 		FROM flow_metrics.network_1m WHERE server_port = %d`, closed))
 	if len(rollup) != 1 || num(t, rollup[0]["fails"]) < 1 {
 		t.Errorf("network_1m for the closed port: %v", rollup)
+	}
+}
+
+// TestNetworkSpansJoinProcessSpans: with --packet-l7, an HTTP request on
+// loopback gives a network span (signal_source 0, observation point local)
+// next to the process spans, and the hop's TCP sequence numbers join them.
+func TestNetworkSpansJoinProcessSpans(t *testing.T) {
+	requireRootAndTools(t, "curl")
+	s := startStackWith(t, agent.Config{Packets: agent.PacketConfig{Interfaces: []string{"lo"}, L7: true}})
+	port, _ := startBackend(t)
+	waitOK(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", port))
+	out, err := exec.Command("curl", "-s", fmt.Sprintf("http://127.0.0.1:%d/api/users/42", port)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("curl: %v: %s", err, out)
+	}
+	sql := fmt.Sprintf(`SELECT signal_source, observation_point, req_tcp_seq, resp_tcp_seq, response_code
+		FROM l7_flow_log WHERE server_port = %d AND request_resource = '/api/users/42' ORDER BY signal_source`, port)
+	deadline := time.Now().Add(15 * time.Second)
+	var rows []map[string]any
+	for time.Now().Before(deadline) {
+		rows = s.query(t, sql)
+		if len(rows) >= 3 {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	var network map[string]any
+	process := map[string]map[string]any{}
+	for _, r := range rows {
+		switch num(t, r["signal_source"]) {
+		case int64(flowlog.SourcePacket):
+			network = r
+		default:
+			process[str(r["observation_point"])] = r
+		}
+	}
+	if network == nil || process["c-p"] == nil || process["s-p"] == nil {
+		t.Fatalf("want a network span and both process spans, got %v", rows)
+	}
+	if str(network["observation_point"]) != "local" || num(t, network["response_code"]) != 200 {
+		t.Errorf("network span %v", network)
+	}
+	for _, obs := range []string{"c-p", "s-p"} {
+		p := process[obs]
+		if num(t, p["req_tcp_seq"]) != num(t, network["req_tcp_seq"]) || num(t, p["resp_tcp_seq"]) != num(t, network["resp_tcp_seq"]) {
+			t.Errorf("%s span tcp seqs %v/%v, network span %v/%v", obs, p["req_tcp_seq"], p["resp_tcp_seq"],
+				network["req_tcp_seq"], network["resp_tcp_seq"])
+		}
 	}
 }
