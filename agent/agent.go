@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -113,9 +114,13 @@ type Agent struct {
 	flows   *flow.Table
 	owners  *owners
 	flowMet *flowMetrics
-	tcpSeen *tcpevents.Counters
-	shipper *wire.Shipper
-	procs   *procinfo.Resolver
+	// local knows this host's addresses, to name the observation point of
+	// rows built from packets; refreshed by the packet goroutine.
+	local        netcap.LocalAddrs
+	localFetched time.Time
+	tcpSeen      *tcpevents.Counters
+	shipper      *wire.Shipper
+	procs        *procinfo.Resolver
 
 	// mu serialises the session Assembler: the ring-buffer reader feeds it and
 	// the expiry ticker expires it.
@@ -456,6 +461,7 @@ func (a *Agent) openPackets() error {
 			Host:      a.cfg.Host,
 			Logger:    a.cfg.Logger,
 		}, func(r *flowlog.L7FlowLog) {
+			r.ObservationPoint = a.observationPoint(r.IP0, r.IP1)
 			a.mu.Lock()
 			a.emit(r)
 			a.mu.Unlock()
@@ -476,6 +482,7 @@ func (a *Agent) openPackets() error {
 // is reused by the flow table after the call.
 func (a *Agent) emitL4(r *flowlog.L4FlowLog) {
 	a.stats.l4Rows.Add(1)
+	r.ObservationPoint = a.observationPoint(r.IP0, r.IP1)
 	if a.owners != nil {
 		a.owners.attribute(r)
 	}
@@ -488,6 +495,23 @@ func (a *Agent) emitL4(r *flowlog.L4FlowLog) {
 		a.shipper.EnqueueL4(*r)
 	}
 }
+
+// observationPoint names where a packet row was seen from which of its ends
+// are this host's addresses: live capture knows them, so it need not guess
+// from TTLs as replay does (packets between namespaces of one host keep
+// their initial TTL). Runs on the packet goroutine.
+func (a *Agent) observationPoint(client, server netip.Addr) string {
+	if now := time.Now(); now.Sub(a.localFetched) > localAddrsRefresh {
+		a.localFetched = now
+		if err := a.local.Refresh(); err != nil {
+			a.log.Warn("agent: read local addresses", "err", err)
+		}
+	}
+	return netcap.ObservationPoint(a.local.Contains(client), a.local.Contains(server))
+}
+
+// localAddrsRefresh is how often this host's addresses are re-read.
+const localAddrsRefresh = 10 * time.Second
 
 // flowSink adapts the flow table to netcap (Expire is its Tick).
 type flowSink struct{ t *flow.Table }
