@@ -299,17 +299,22 @@ func (a *Assembler) infer(c *conn, seg *capture.Segment) bool {
 			if a.cfg.Verdict != nil {
 				a.cfg.Verdict(seg, p)
 			}
-			if h.data != nil {
-				// The parser sees the held bytes first, as their own segment.
-				held := h.seg
-				held.Data = h.data
-				c.held = [2]heldSegment{}
-				a.feedParser(c, &held)
+			// The parser sees held bytes first, as their own segments: the
+			// other direction's (it came earlier), then this one's.
+			other := c.held[(seg.Dir&1)^1]
+			this := *h
+			c.held = [2]heldSegment{}
+			for _, held := range []heldSegment{other, this} {
+				if held.data == nil {
+					continue
+				}
+				hs := held.seg
+				hs.Data = held.data
+				a.feedParser(c, &hs)
 				if c.state != stateKnown {
 					return false // the parser failed on them
 				}
 			}
-			c.held = [2]heldSegment{}
 			return true
 		}
 	}

@@ -778,3 +778,21 @@ func TestInferenceJoinsSplitStart(t *testing.T) {
 		t.Fatalf("row %+v", r)
 	}
 }
+
+// TestInferenceFeedsBothHeldDirections: a short first segment held in one
+// direction is not lost when the other direction's bytes are the ones that
+// get the connection claimed.
+func TestInferenceFeedsBothHeldDirections(t *testing.T) {
+	a, rows := newTest(Config{}, fifoProto())
+	a.Feed(ebpfSeg(1, capture.AtoB, 0, "RE"))              // held: a request's first bytes
+	a.Feed(ebpfSeg(1, capture.BtoA, 1, "RESP 0 200\n"))    // claims the connection (a lone response)
+	a.Feed(ebpfSeg(1, capture.AtoB, 2, "Q 9 res=/late\n")) // the rest of the held request
+	a.Feed(ebpfSeg(1, capture.BtoA, 3, "RESP 9 200\n"))
+	var got []string
+	for _, r := range *rows {
+		got = append(got, fmt.Sprintf("%d:%s", r.Type, r.RequestResource))
+	}
+	if fmt.Sprint(got) != "[1: 2:/late]" {
+		t.Fatalf("rows %v", got)
+	}
+}
