@@ -10,6 +10,7 @@ import (
 
 	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/l7"
+	"github.com/sightline-io/sightline/internal/parsertest"
 )
 
 // Seg is a segment of data in direction dir; gap more bytes were sent but
@@ -74,27 +75,18 @@ func CheckSplits(t *testing.T, newParser func() l7.Parser, req, resp []byte) {
 	}
 }
 
-// FuzzFeed feeds data to p split by plan (pairs of bytes: segment size-1,
-// flags: bit 0 direction, bit 1 a gap of (flags>>2)*37 bytes follows) and
-// calls check after every segment and on every message.
+// FuzzFeed feeds data to p split by plan (see parsertest.FeedPlan: pairs of
+// bytes, segment size-1 and flags: bit 0 direction, bit 1 a gap of
+// (flags>>2)*37 bytes follows), calls onMsg on every message with the bytes
+// fed so far in each direction (gaps included) and after after every segment.
 func FuzzFeed(p l7.Parser, data, plan []byte, onMsg func(m *l7.Message, fed [2]int64), after func()) {
 	var fed [2]int64
 	emit := func(m *l7.Message) { onMsg(m, fed) }
-	now := time.Unix(0, 0)
-	for len(data) > 0 {
-		size, flags := len(data), byte(0)
-		if len(plan) >= 2 {
-			size, flags, plan = min(int(plan[0])+1, len(data)), plan[1], plan[2:]
-		}
-		seg := &capture.Segment{Dir: capture.Direction(flags & 1), Start: now, End: now, Data: data[:size], Len: size}
-		if flags&2 != 0 {
-			seg.Len += int(flags>>2) * 37
-		}
+	parsertest.FeedPlan(data, plan, 0x3f, func(seg *capture.Segment) {
 		fed[seg.Dir] += int64(seg.Len)
 		p.Feed(seg, emit)
-		data = data[size:]
 		after()
-	}
+	})
 	p.Close(emit)
 }
 

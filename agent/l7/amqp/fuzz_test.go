@@ -2,11 +2,10 @@ package amqp
 
 import (
 	"testing"
-	"time"
 
-	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/flowlog"
+	"github.com/sightline-io/sightline/internal/parsertest"
 )
 
 // FuzzAMQPParser feeds arbitrary bytes split into segments by plan: each
@@ -21,7 +20,7 @@ func FuzzAMQPParser(f *testing.F) {
 	f.Add(data, plan)
 	f.Fuzz(func(t *testing.T, data, plan []byte) {
 		p := New(l7.Config{}).NewParser().(*Parser)
-		emit := func(m *l7.Message) {
+		check := func(m *l7.Message, fed *[2]int64) {
 			if m.Protocol != flowlog.L7AMQP || m.Dir > 1 || !m.HasRequestID || m.RequestID > 0xffff {
 				t.Fatalf("bad message identity %+v", m)
 			}
@@ -35,25 +34,12 @@ func FuzzAMQPParser(f *testing.F) {
 				t.Fatalf("exception of %d bytes", len(m.Exception))
 			}
 		}
-		now := time.Unix(0, 0)
-		for len(data) > 0 {
-			size, flags := len(data), byte(0)
-			if len(plan) >= 2 {
-				size, flags, plan = min(int(plan[0])+1, len(data)), plan[1], plan[2:]
-			}
-			s := &capture.Segment{Dir: capture.Direction(flags & 1), Start: now, End: now,
-				Data: data[:size], Len: size, TCPSeq: uint32(len(data))}
-			if flags&2 != 0 {
-				s.Len += int(flags>>2) * 37
-			}
-			p.Feed(s, emit)
-			data = data[size:]
+		parsertest.Fuzz(p, data, plan, check, func() {
 			for i := range p.bufs {
 				if p.bufs[i].Buffered() > p.bufs[i].Max {
 					t.Fatalf("buffer holds %d bytes", p.bufs[i].Buffered())
 				}
 			}
-		}
-		p.Close(emit)
+		})
 	})
 }

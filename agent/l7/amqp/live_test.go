@@ -24,13 +24,7 @@ import (
 const clientEnv = "SIGHTLINE_AMQP_CLIENT_URL"
 
 func TestMain(m *testing.M) {
-	if url := os.Getenv(clientEnv); url != "" {
-		if err := runClient(url); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	livetest.Child(clientEnv, runClient)
 	os.Exit(m.Run())
 }
 

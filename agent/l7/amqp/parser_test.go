@@ -4,11 +4,11 @@ import (
 	"encoding/binary"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/flowlog"
+	"github.com/sightline-io/sightline/internal/parsertest"
 )
 
 func frame(typ byte, channel uint16, payload ...[]byte) []byte {
@@ -123,15 +123,6 @@ func conversation() ([]step, []want) {
 	return steps, wants
 }
 
-type collector struct{ msgs []l7.Message }
-
-func (c *collector) emit(m *l7.Message) { c.msgs = append(c.msgs, *m) }
-
-func seg(dir capture.Direction, b []byte) *capture.Segment {
-	t := time.Unix(100, 0)
-	return &capture.Segment{Dir: dir, Data: b, Len: len(b), Start: t, End: t}
-}
-
 func check(t *testing.T, got []l7.Message, wants []want) {
 	t.Helper()
 	if len(got) != len(wants) {
@@ -154,12 +145,12 @@ func check(t *testing.T, got []l7.Message, wants []want) {
 func TestConversation(t *testing.T) {
 	steps, wants := conversation()
 	p := New(l7.Config{}).NewParser()
-	var c collector
+	var c parsertest.Collector
 	for _, s := range steps {
-		p.Feed(seg(s.dir, s.b), c.emit)
+		p.Feed(parsertest.Whole(s.dir, s.b), c.Emit)
 	}
-	check(t, c.msgs, wants)
-	for _, m := range c.msgs {
+	check(t, c.Msgs, wants)
+	for _, m := range c.Msgs {
 		if strings.Contains(m.Domain+m.Resource+m.Exception, "s3cret") {
 			t.Fatalf("credentials leaked: %+v", m)
 		}
@@ -175,13 +166,13 @@ func TestSplitEveryByte(t *testing.T) {
 	}
 	for cut := 1; cut < len(dirs[0]); cut++ {
 		p := New(l7.Config{}).NewParser()
-		var c collector
-		p.Feed(seg(c2s, dirs[0][:cut]), c.emit)
-		p.Feed(seg(c2s, dirs[0][cut:]), c.emit)
-		p.Feed(seg(s2c, dirs[1][:cut%len(dirs[1])]), c.emit)
-		p.Feed(seg(s2c, dirs[1][cut%len(dirs[1]):]), c.emit)
-		if len(c.msgs) != len(wants) {
-			t.Fatalf("cut %d: %d messages, want %d", cut, len(c.msgs), len(wants))
+		var c parsertest.Collector
+		p.Feed(parsertest.Whole(c2s, dirs[0][:cut]), c.Emit)
+		p.Feed(parsertest.Whole(c2s, dirs[0][cut:]), c.Emit)
+		p.Feed(parsertest.Whole(s2c, dirs[1][:cut%len(dirs[1])]), c.Emit)
+		p.Feed(parsertest.Whole(s2c, dirs[1][cut%len(dirs[1]):]), c.Emit)
+		if len(c.Msgs) != len(wants) {
+			t.Fatalf("cut %d: %d messages, want %d", cut, len(c.Msgs), len(wants))
 		}
 	}
 }
@@ -192,14 +183,14 @@ func TestTruncated(t *testing.T) {
 	pub := append(meth(1, 60, 40, u16(0), ss("ex"), ss("key"), []byte{0}), content(1, strings.Repeat("x", 100000))...)
 	next := meth(1, 60, 70, u16(0), ss("orders"), []byte{0})
 	p := New(l7.Config{}).NewParser()
-	var c collector
-	p.Feed(seg(c2s, []byte(protocolHeader)), c.emit)
-	s := seg(c2s, pub[:4096])
+	var c parsertest.Collector
+	p.Feed(parsertest.Whole(c2s, []byte(protocolHeader)), c.Emit)
+	s := parsertest.Whole(c2s, pub[:4096])
 	s.Len = len(pub)
-	p.Feed(s, c.emit)
-	p.Feed(seg(c2s, next), c.emit)
-	if len(c.msgs) != 2 || c.msgs[0].Resource != "ex/key" || c.msgs[1].RequestType != "Basic.Get" {
-		t.Fatalf("%+v", c.msgs)
+	p.Feed(s, c.Emit)
+	p.Feed(parsertest.Whole(c2s, next), c.Emit)
+	if len(c.Msgs) != 2 || c.Msgs[0].Resource != "ex/key" || c.Msgs[1].RequestType != "Basic.Get" {
+		t.Fatalf("%+v", c.Msgs)
 	}
 }
 
@@ -208,16 +199,16 @@ func TestTruncated(t *testing.T) {
 func TestMidConnection(t *testing.T) {
 	body := content(1, strings.Repeat("y", 300))
 	p := New(l7.Config{}).NewParser()
-	var c collector
-	p.Feed(seg(c2s, body[20:]), c.emit)
-	p.Feed(seg(s2c, meth(1, 50, 11, ss("q"), ls(""), ls(""))), c.emit)
-	p.Feed(seg(c2s, meth(1, 60, 70, u16(0), ss("orders"), []byte{0})), c.emit)
-	p.Feed(seg(s2c, meth(1, 60, 72, ss(""))), c.emit)
-	p.Feed(seg(c2s, meth(1, 20, 40, u16(200), ss("ok"), u16(0), u16(0))), c.emit)
-	p.Feed(seg(s2c, meth(1, 20, 41)), c.emit)
-	if len(c.msgs) != 5 || c.msgs[1].RequestType != "Basic.Get" || c.msgs[2].Result != "empty" ||
-		c.msgs[3].RequestType != "Channel.Close" || c.msgs[4].Type != l7.Response {
-		t.Fatalf("%+v", c.msgs)
+	var c parsertest.Collector
+	p.Feed(parsertest.Whole(c2s, body[20:]), c.Emit)
+	p.Feed(parsertest.Whole(s2c, meth(1, 50, 11, ss("q"), ls(""), ls(""))), c.Emit)
+	p.Feed(parsertest.Whole(c2s, meth(1, 60, 70, u16(0), ss("orders"), []byte{0})), c.Emit)
+	p.Feed(parsertest.Whole(s2c, meth(1, 60, 72, ss(""))), c.Emit)
+	p.Feed(parsertest.Whole(c2s, meth(1, 20, 40, u16(200), ss("ok"), u16(0), u16(0))), c.Emit)
+	p.Feed(parsertest.Whole(s2c, meth(1, 20, 41)), c.Emit)
+	if len(c.Msgs) != 5 || c.Msgs[1].RequestType != "Basic.Get" || c.Msgs[2].Result != "empty" ||
+		c.Msgs[3].RequestType != "Channel.Close" || c.Msgs[4].Type != l7.Response {
+		t.Fatalf("%+v", c.Msgs)
 	}
 }
 
@@ -237,17 +228,17 @@ func TestHostile(t *testing.T) {
 	empty := meth(1, 60, 72, ss(""))
 	for i, g := range cases {
 		p := New(l7.Config{}).NewParser()
-		var c collector
-		p.Feed(seg(c2s, []byte(protocolHeader)), c.emit)
-		p.Feed(seg(c2s, g), c.emit)
-		p.Feed(seg(s2c, g), c.emit)
+		var c parsertest.Collector
+		p.Feed(parsertest.Whole(c2s, []byte(protocolHeader)), c.Emit)
+		p.Feed(parsertest.Whole(c2s, g), c.Emit)
+		p.Feed(parsertest.Whole(s2c, g), c.Emit)
 		for range 3 {
-			p.Feed(seg(c2s, get), c.emit)
-			p.Feed(seg(s2c, empty), c.emit)
+			p.Feed(parsertest.Whole(c2s, get), c.Emit)
+			p.Feed(parsertest.Whole(s2c, empty), c.Emit)
 		}
-		n := len(c.msgs)
-		if n < 2 || c.msgs[n-2].RequestType != "Basic.Get" || c.msgs[n-1].Result != "empty" {
-			t.Errorf("case %d did not recover: %+v", i, c.msgs)
+		n := len(c.Msgs)
+		if n < 2 || c.Msgs[n-2].RequestType != "Basic.Get" || c.Msgs[n-1].Result != "empty" {
+			t.Errorf("case %d did not recover: %+v", i, c.Msgs)
 		}
 	}
 }

@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/sightline-io/sightline/agent/capture"
-	"github.com/sightline-io/sightline/agent/l7"
+	"github.com/sightline-io/sightline/internal/parsertest"
 	"github.com/sightline-io/sightline/internal/rpctest"
 )
 
@@ -14,16 +14,5 @@ func BenchmarkParseBRPC(b *testing.B) {
 	p := newParser()
 	rq := rpctest.Seg(capture.AtoB, req(1), 0)
 	rs := rpctest.Seg(capture.BtoA, okResp(1), 0)
-	var n int
-	emit := func(*l7.Message) { n++ }
-	b.SetBytes(int64(len(rq.Data) + len(rs.Data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		p.Feed(rq, emit)
-		p.Feed(rs, emit)
-	}
-	if n != 2*b.N {
-		b.Fatalf("%d messages, want %d", n, 2*b.N)
-	}
-	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msgs/s")
+	parsertest.Bench(b, p, 2, rq, rs)
 }

@@ -6,7 +6,7 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/sightline-io/sightline/agent/capture"
-	"github.com/sightline-io/sightline/agent/l7"
+	"github.com/sightline-io/sightline/internal/parsertest"
 )
 
 // BenchmarkParseDNS parses a UDP query and its answer (a CNAME chain to an
@@ -18,16 +18,5 @@ func BenchmarkParseDNS(b *testing.B) {
 	udp := capture.Tuple{L4: 17}
 	reqSeg := &capture.Segment{Dir: capture.AtoB, Data: q, Len: len(q), Tuple: udp}
 	respSeg := &capture.Segment{Dir: capture.BtoA, Data: r, Len: len(r), Tuple: udp}
-	var n int
-	emit := func(*l7.Message) { n++ }
-	b.SetBytes(int64(len(q) + len(r)))
-	b.ReportAllocs()
-	for b.Loop() {
-		p.Feed(reqSeg, emit)
-		p.Feed(respSeg, emit)
-	}
-	if n != 2*b.N {
-		b.Fatalf("parsed %d messages, want %d", n, 2*b.N)
-	}
-	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msgs/s")
+	parsertest.Bench(b, p, 2, reqSeg, respSeg)
 }

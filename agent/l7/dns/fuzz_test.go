@@ -2,13 +2,13 @@ package dns
 
 import (
 	"testing"
-	"time"
 
 	mdns "github.com/miekg/dns"
 
 	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/flowlog"
+	"github.com/sightline-io/sightline/internal/parsertest"
 )
 
 // FuzzDNSParser feeds arbitrary bytes split into segments by plan (pairs of
@@ -45,24 +45,14 @@ func checkParse(t *testing.T, data, plan []byte) {
 			t.Fatalf("bad response %+v", m)
 		}
 	}
-	now := time.Unix(0, 0)
-	for len(data) > 0 {
-		size, flags := len(data), byte(0)
-		if len(plan) >= 2 {
-			size, flags, plan = min(int(plan[0])+1, len(data)), plan[1], plan[2:]
-		}
-		seg := &capture.Segment{Dir: capture.Direction(flags & 1), Start: now, End: now, Tuple: capture.Tuple{L4: l4},
-			Data: data[:size], Len: size, TCPSeq: uint32(len(data))}
-		if flags&2 != 0 {
-			seg.Len += int(flags>>2&0x1f) * 37
-		}
+	parsertest.FeedPlan(data, plan, 0x1f, func(seg *capture.Segment) {
+		seg.Tuple = capture.Tuple{L4: l4}
 		p.Feed(seg, emit)
-		data = data[size:]
 		for i := range p.dirs {
 			if n := p.dirs[i].buf.Buffered(); n > maxTCPBuffer {
 				t.Fatalf("buffer holds %d bytes, limit %d", n, maxTCPBuffer)
 			}
 		}
-	}
+	})
 	p.Close(emit)
 }

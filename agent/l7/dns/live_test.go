@@ -23,13 +23,7 @@ import (
 const resolveEnv = "SIGHTLINE_DNS_RESOLVE"
 
 func TestMain(m *testing.M) {
-	if v := os.Getenv(resolveEnv); v != "" {
-		if err := resolve(strings.Fields(v)); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		return
-	}
+	livetest.Child(resolveEnv, func(v string) error { return resolve(strings.Fields(v)) })
 	os.Exit(m.Run())
 }
 

@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/sightline-io/sightline/agent/capture"
-	"github.com/sightline-io/sightline/agent/l7"
+	"github.com/sightline-io/sightline/internal/parsertest"
 )
 
 // BenchmarkParseFastCGI parses nginx's request (BEGIN_REQUEST, the usual
@@ -15,16 +15,5 @@ func BenchmarkParseFastCGI(b *testing.B) {
 	p := newParser(false)
 	reqSeg := &capture.Segment{Dir: capture.AtoB, Data: req, Len: len(req)}
 	respSeg := &capture.Segment{Dir: capture.BtoA, Data: resp, Len: len(resp)}
-	var n int
-	emit := func(*l7.Message) { n++ }
-	b.SetBytes(int64(len(req) + len(resp)))
-	b.ReportAllocs()
-	for b.Loop() {
-		p.Feed(reqSeg, emit)
-		p.Feed(respSeg, emit)
-	}
-	if n != 2*b.N {
-		b.Fatalf("parsed %d messages, want %d", n, 2*b.N)
-	}
-	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msgs/s")
+	parsertest.Bench(b, p, 2, reqSeg, respSeg)
 }

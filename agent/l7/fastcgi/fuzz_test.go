@@ -2,11 +2,11 @@ package fastcgi
 
 import (
 	"testing"
-	"time"
 
 	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/flowlog"
+	"github.com/sightline-io/sightline/internal/parsertest"
 )
 
 // FuzzFastCGIParser feeds arbitrary bytes split into segments by plan: each
@@ -42,19 +42,9 @@ func checkParse(t *testing.T, data, plan []byte) {
 			t.Fatalf("unbounded text %+v", m)
 		}
 	}
-	now := time.Unix(0, 0)
-	for len(data) > 0 {
-		size, flags := len(data), byte(0)
-		if len(plan) >= 2 {
-			size, flags, plan = min(int(plan[0])+1, len(data)), plan[1], plan[2:]
-		}
-		seg := &capture.Segment{Dir: capture.Direction(flags & 1), Start: now, End: now, Tuple: capture.Tuple{L4: 6},
-			Data: data[:size], Len: size, TCPSeq: uint32(len(data))}
-		if flags&2 != 0 {
-			seg.Len += int(flags>>2&0x1f) * 37
-		}
+	parsertest.FeedPlan(data, plan, 0x1f, func(seg *capture.Segment) {
+		seg.Tuple = capture.Tuple{L4: 6}
 		p.Feed(seg, emit)
-		data = data[size:]
 		for i := range p.dirs {
 			if n := p.dirs[i].Buffered(); n > maxRecord {
 				t.Fatalf("buffer holds %d bytes, limit %d", n, maxRecord)
@@ -65,7 +55,7 @@ func checkParse(t *testing.T, data, plan []byte) {
 				t.Fatalf("request buffers %d/%d", len(p.reqs[i].params), len(p.reqs[i].head))
 			}
 		}
-	}
+	})
 	if closeAtEnd {
 		p.Close(emit)
 	}

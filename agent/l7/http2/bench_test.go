@@ -5,6 +5,7 @@ import (
 
 	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/l7"
+	"github.com/sightline-io/sightline/internal/parsertest"
 )
 
 // BenchmarkParseHTTP2 parses gRPC unary calls on one connection in steady
@@ -16,22 +17,10 @@ func BenchmarkParseHTTP2(b *testing.B) {
 	warm := len(c.recs)
 	c.unary(3, check, "0", "")
 	p := newTestParser()
-	var n int
-	emit := func(*l7.Message) { n++ }
 	for _, r := range c.recs[:warm] {
-		p.Feed(&capture.Segment{Dir: r.dir, Data: r.data, Len: len(r.data)}, emit)
+		p.Feed(&capture.Segment{Dir: r.dir, Data: r.data, Len: len(r.data)}, func(*l7.Message) {})
 	}
 	reqSeg := &capture.Segment{Dir: cli, Data: c.recs[warm].data, Len: len(c.recs[warm].data)}
 	respSeg := &capture.Segment{Dir: srv, Data: c.recs[warm+1].data, Len: len(c.recs[warm+1].data)}
-	n = 0
-	b.SetBytes(int64(reqSeg.Len + respSeg.Len))
-	b.ReportAllocs()
-	for b.Loop() {
-		p.Feed(reqSeg, emit)
-		p.Feed(respSeg, emit)
-	}
-	if n != 2*b.N {
-		b.Fatalf("parsed %d messages, want %d", n, 2*b.N)
-	}
-	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msgs/s")
+	parsertest.Bench(b, p, 2, reqSeg, respSeg)
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/flowlog"
+	"github.com/sightline-io/sightline/internal/parsertest"
 )
 
 // FuzzHTTP2Parser feeds arbitrary bytes split into segments by plan: each
@@ -38,22 +39,13 @@ func FuzzHTTP2Parser(f *testing.F) {
 			}
 		}
 		now := time.Unix(0, 0)
-		for len(data) > 0 {
-			size, flags := len(data), byte(0)
-			if len(plan) >= 2 {
-				size, flags, plan = min(int(plan[0])+1, len(data)), plan[1], plan[2:]
-			}
+		parsertest.FeedPlan(data, plan, 0x3f, func(seg *capture.Segment) {
 			now = now.Add(300 * time.Millisecond)
-			seg := &capture.Segment{Dir: capture.Direction(flags & 1), Start: now, End: now,
-				Data: data[:size], Len: size, TCPSeq: uint32(len(data))}
-			if flags&2 != 0 {
-				seg.Len += int(flags>>2) * 37
-			}
-			fed[seg.Dir] += int64(size)
+			seg.Start, seg.End = now, now
+			fed[seg.Dir] += int64(len(seg.Data))
 			p.Feed(seg, emit)
-			data = data[size:]
 			checkBounds(t, p)
-		}
+		})
 		p.Close(emit)
 		if s := p.Stats(); s.Requests+s.Responses != emitted {
 			t.Fatalf("stats count %d messages, emitted %d", s.Requests+s.Responses, emitted)

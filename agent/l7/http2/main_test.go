@@ -21,6 +21,8 @@ import (
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/sightline-io/sightline/internal/livetest"
 )
 
 // serveEnv makes the test binary a server ("grpc ADDR" or "h2c ADDR"), and
@@ -32,13 +34,7 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	if addr := os.Getenv(clientEnv); addr != "" {
-		if err := h2cClient(addr); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	livetest.Child(clientEnv, h2cClient)
 	if v := os.Getenv(serveEnv); v != "" {
 		kind, addr, _ := strings.Cut(v, " ")
 		var err error

@@ -2,11 +2,10 @@ package kafka
 
 import (
 	"testing"
-	"time"
 
-	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/flowlog"
+	"github.com/sightline-io/sightline/internal/parsertest"
 )
 
 // FuzzKafkaParser feeds arbitrary bytes split into segments by plan: each
@@ -17,8 +16,7 @@ func FuzzKafkaParser(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data, plan []byte) {
 		p := New(l7.Config{}).NewParser().(*Parser)
-		var fed [2]int64
-		emit := func(m *l7.Message) {
+		check := func(m *l7.Message, fed *[2]int64) {
 			if m.Protocol != flowlog.L7Kafka || m.Dir > 1 {
 				t.Fatalf("bad message identity %+v", m)
 			}
@@ -29,9 +27,7 @@ func FuzzKafkaParser(f *testing.F) {
 				t.Fatalf("request without type or id: %+v", m)
 			}
 		}
-		feedPlan(data, plan, func(s *capture.Segment) {
-			fed[s.Dir] += int64(len(s.Data))
-			p.Feed(s, emit)
+		parsertest.Fuzz(p, data, plan, check, func() {
 			for i := range p.bufs {
 				if p.bufs[i].Buffered() > p.bufs[i].Max {
 					t.Fatalf("buffer holds %d bytes", p.bufs[i].Buffered())
@@ -41,24 +37,5 @@ func FuzzKafkaParser(f *testing.F) {
 				t.Fatalf("%d pending", p.npen)
 			}
 		})
-		p.Close(emit)
 	})
-}
-
-// feedPlan cuts data into segments following plan.
-func feedPlan(data, plan []byte, feed func(*capture.Segment)) {
-	now := time.Unix(0, 0)
-	for len(data) > 0 {
-		size, flags := len(data), byte(0)
-		if len(plan) >= 2 {
-			size, flags, plan = min(int(plan[0])+1, len(data)), plan[1], plan[2:]
-		}
-		s := &capture.Segment{Dir: capture.Direction(flags & 1), Start: now, End: now,
-			Data: data[:size], Len: size, TCPSeq: uint32(len(data))}
-		if flags&2 != 0 {
-			s.Len += int(flags>>2) * 37
-		}
-		feed(s)
-		data = data[size:]
-	}
 }

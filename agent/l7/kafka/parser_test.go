@@ -3,11 +3,11 @@ package kafka
 import (
 	"encoding/binary"
 	"testing"
-	"time"
 
 	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/flowlog"
+	"github.com/sightline-io/sightline/internal/parsertest"
 )
 
 // want is the expected outcome of one exchange.
@@ -77,15 +77,7 @@ func exchanges() []exchange {
 	}
 }
 
-// collector gathers a parser's messages, copying them.
-type collector struct{ msgs []l7.Message }
-
-func (c *collector) emit(m *l7.Message) { c.msgs = append(c.msgs, *m) }
-
-func seg(dir capture.Direction, b []byte) *capture.Segment {
-	t := time.Unix(100, 0)
-	return &capture.Segment{Dir: dir, Data: b, Len: len(b), Start: t, End: t}
-}
+// parsertest.Collector gathers a parser's messages, copying them.
 
 func checkExchange(t *testing.T, msgs []l7.Message, w want) {
 	t.Helper()
@@ -116,12 +108,12 @@ func TestExchanges(t *testing.T) {
 	for _, x := range exchanges() {
 		t.Run(x.name, func(t *testing.T) {
 			p := New(l7.Config{}).NewParser()
-			var c collector
-			p.Feed(seg(capture.AtoB, x.req), c.emit)
+			var c parsertest.Collector
+			p.Feed(parsertest.Whole(capture.AtoB, x.req), c.Emit)
 			if x.resp != nil {
-				p.Feed(seg(capture.BtoA, x.resp), c.emit)
+				p.Feed(parsertest.Whole(capture.BtoA, x.resp), c.Emit)
 			}
-			checkExchange(t, c.msgs, x.want)
+			checkExchange(t, c.Msgs, x.want)
 		})
 	}
 }
@@ -136,22 +128,22 @@ func TestSplitEveryByte(t *testing.T) {
 			}
 			for cut := 1; cut < len(b); cut++ {
 				p := New(l7.Config{}).NewParser()
-				var c collector
+				var c parsertest.Collector
 				if part == 0 {
-					p.Feed(seg(capture.AtoB, b[:cut]), c.emit)
-					p.Feed(seg(capture.AtoB, b[cut:]), c.emit)
+					p.Feed(parsertest.Whole(capture.AtoB, b[:cut]), c.Emit)
+					p.Feed(parsertest.Whole(capture.AtoB, b[cut:]), c.Emit)
 					if x.resp != nil {
-						p.Feed(seg(capture.BtoA, x.resp), c.emit)
+						p.Feed(parsertest.Whole(capture.BtoA, x.resp), c.Emit)
 					}
 				} else {
-					p.Feed(seg(capture.AtoB, x.req), c.emit)
-					p.Feed(seg(capture.BtoA, b[:cut]), c.emit)
-					p.Feed(seg(capture.BtoA, b[cut:]), c.emit)
+					p.Feed(parsertest.Whole(capture.AtoB, x.req), c.Emit)
+					p.Feed(parsertest.Whole(capture.BtoA, b[:cut]), c.Emit)
+					p.Feed(parsertest.Whole(capture.BtoA, b[cut:]), c.Emit)
 				}
-				if len(c.msgs) != 1+boolInt(x.resp != nil) {
-					t.Fatalf("%s cut %d of part %d: %d messages", x.name, cut, part, len(c.msgs))
+				if len(c.Msgs) != 1+boolInt(x.resp != nil) {
+					t.Fatalf("%s cut %d of part %d: %d messages", x.name, cut, part, len(c.Msgs))
 				}
-				checkExchange(t, c.msgs, x.want)
+				checkExchange(t, c.Msgs, x.want)
 			}
 		}
 	}
@@ -171,9 +163,9 @@ func TestPipelined(t *testing.T) {
 	var reqs, resps []byte
 	reqs = append(reqs, reqFrame(1, "c", metadataReq(12, "orders"))...)
 	resps = append(resps, respFrame(1, metadataResp(12, "orders", 0))...)
-	var c collector
-	p.Feed(seg(capture.AtoB, reqs), c.emit)
-	p.Feed(seg(capture.BtoA, resps), c.emit)
+	var c parsertest.Collector
+	p.Feed(parsertest.Whole(capture.AtoB, reqs), c.Emit)
+	p.Feed(parsertest.Whole(capture.BtoA, resps), c.Emit)
 	reqs, resps = nil, nil
 	for i := int32(2); i < 50; i++ {
 		reqs = append(reqs, reqFrame(i, "c", produceReq(13, -1, "", 0))...)
@@ -181,10 +173,10 @@ func TestPipelined(t *testing.T) {
 			resps = append(resps, respFrame(i, produceResp(13, "", 0))...)
 		}
 	}
-	p.Feed(seg(capture.AtoB, reqs), c.emit)
-	p.Feed(seg(capture.BtoA, resps), c.emit)
+	p.Feed(parsertest.Whole(capture.AtoB, reqs), c.Emit)
+	p.Feed(parsertest.Whole(capture.BtoA, resps), c.Emit)
 	var nreq, nresp int
-	for _, m := range c.msgs {
+	for _, m := range c.Msgs {
 		if m.Type == l7.Request {
 			nreq++
 			if m.RequestID >= 2 && (m.Domain != "orders" || m.Resource != "orders:0") {
@@ -214,32 +206,32 @@ func TestTruncated(t *testing.T) {
 	big = reqFrame(1, "cli", pr)
 	resp := respFrame(1, produceResp(9, "orders", 0))
 	p := New(l7.Config{}).NewParser()
-	var c collector
-	s := seg(capture.AtoB, big[:4096])
+	var c parsertest.Collector
+	s := parsertest.Whole(capture.AtoB, big[:4096])
 	s.Len = len(big)
-	p.Feed(s, c.emit)
-	p.Feed(seg(capture.BtoA, resp), c.emit)
+	p.Feed(s, c.Emit)
+	p.Feed(parsertest.Whole(capture.BtoA, resp), c.Emit)
 	x := exchanges()[0]
-	p.Feed(seg(capture.AtoB, x.req), c.emit)
-	p.Feed(seg(capture.BtoA, x.resp), c.emit)
-	if len(c.msgs) != 4 {
-		t.Fatalf("%d messages: %+v", len(c.msgs), c.msgs)
+	p.Feed(parsertest.Whole(capture.AtoB, x.req), c.Emit)
+	p.Feed(parsertest.Whole(capture.BtoA, x.resp), c.Emit)
+	if len(c.Msgs) != 4 {
+		t.Fatalf("%d messages: %+v", len(c.Msgs), c.Msgs)
 	}
-	if m := c.msgs[0]; m.Length != int64(len(big)) || m.Captured != 4096 || m.Resource != "orders:0" {
+	if m := c.Msgs[0]; m.Length != int64(len(big)) || m.Captured != 4096 || m.Resource != "orders:0" {
 		t.Fatalf("truncated request %+v", m)
 	}
-	checkExchange(t, c.msgs[2:], x.want)
+	checkExchange(t, c.Msgs[2:], x.want)
 
 	// A response truncated before its error code: emitted, no code.
 	p = New(l7.Config{}).NewParser()
-	c = collector{}
+	c = parsertest.Collector{}
 	mr := respFrame(5, metadataResp(12, "orders", 3))
-	p.Feed(seg(capture.AtoB, reqFrame(5, "c", metadataReq(12, "orders"))), c.emit)
-	s = seg(capture.BtoA, mr[:30])
+	p.Feed(parsertest.Whole(capture.AtoB, reqFrame(5, "c", metadataReq(12, "orders"))), c.Emit)
+	s = parsertest.Whole(capture.BtoA, mr[:30])
 	s.Len = len(mr)
-	p.Feed(s, c.emit)
-	if len(c.msgs) != 2 || c.msgs[1].HasCode || c.msgs[1].Status != flowlog.StatusSuccess || c.msgs[1].Length != int64(len(mr)) {
-		t.Fatalf("truncated response %+v", c.msgs)
+	p.Feed(s, c.Emit)
+	if len(c.Msgs) != 2 || c.Msgs[1].HasCode || c.Msgs[1].Status != flowlog.StatusSuccess || c.Msgs[1].Length != int64(len(mr)) {
+		t.Fatalf("truncated response %+v", c.Msgs)
 	}
 }
 
@@ -249,19 +241,19 @@ func TestTruncated(t *testing.T) {
 func TestMidConnection(t *testing.T) {
 	x := exchanges()[0]
 	p := New(l7.Config{}).NewParser()
-	var c collector
-	p.Feed(seg(capture.AtoB, x.req[7:]), c.emit)
-	p.Feed(seg(capture.BtoA, x.resp[3:]), c.emit)
-	p.Feed(seg(capture.AtoB, x.req), c.emit)
-	p.Feed(seg(capture.BtoA, x.resp), c.emit)
-	p.Feed(seg(capture.BtoA, respFrame(99, produceResp(9, "orders", 0))), c.emit)
-	if len(c.msgs) != 3 {
-		t.Fatalf("%d messages: %+v", len(c.msgs), c.msgs)
+	var c parsertest.Collector
+	p.Feed(parsertest.Whole(capture.AtoB, x.req[7:]), c.Emit)
+	p.Feed(parsertest.Whole(capture.BtoA, x.resp[3:]), c.Emit)
+	p.Feed(parsertest.Whole(capture.AtoB, x.req), c.Emit)
+	p.Feed(parsertest.Whole(capture.BtoA, x.resp), c.Emit)
+	p.Feed(parsertest.Whole(capture.BtoA, respFrame(99, produceResp(9, "orders", 0))), c.Emit)
+	if len(c.Msgs) != 3 {
+		t.Fatalf("%d messages: %+v", len(c.Msgs), c.Msgs)
 	}
-	if m := c.msgs[2]; m.Type != l7.Response || m.RequestID != 99 || m.Status != flowlog.StatusParseFailed {
+	if m := c.Msgs[2]; m.Type != l7.Response || m.RequestID != 99 || m.Status != flowlog.StatusParseFailed {
 		t.Fatalf("unmatched response %+v", m)
 	}
-	checkExchange(t, c.msgs[:2], x.want)
+	checkExchange(t, c.Msgs[:2], x.want)
 }
 
 // TestHeadless starts with a request whose size prefix was read in an
@@ -269,21 +261,21 @@ func TestMidConnection(t *testing.T) {
 func TestHeadless(t *testing.T) {
 	x := exchanges()[0]
 	p := New(l7.Config{}).NewParser()
-	var c collector
-	p.Feed(seg(capture.AtoB, x.req[4:]), c.emit)
-	p.Feed(seg(capture.BtoA, x.resp), c.emit)
-	p.Feed(seg(capture.AtoB, x.req[:4]), c.emit)
-	p.Feed(seg(capture.AtoB, x.req[4:]), c.emit)
-	p.Feed(seg(capture.BtoA, x.resp), c.emit)
-	if len(c.msgs) != 4 {
-		t.Fatalf("%d messages: %+v", len(c.msgs), c.msgs)
+	var c parsertest.Collector
+	p.Feed(parsertest.Whole(capture.AtoB, x.req[4:]), c.Emit)
+	p.Feed(parsertest.Whole(capture.BtoA, x.resp), c.Emit)
+	p.Feed(parsertest.Whole(capture.AtoB, x.req[:4]), c.Emit)
+	p.Feed(parsertest.Whole(capture.AtoB, x.req[4:]), c.Emit)
+	p.Feed(parsertest.Whole(capture.BtoA, x.resp), c.Emit)
+	if len(c.Msgs) != 4 {
+		t.Fatalf("%d messages: %+v", len(c.Msgs), c.Msgs)
 	}
-	checkExchange(t, c.msgs[:2], x.want)
-	checkExchange(t, c.msgs[2:], x.want)
-	if m := c.msgs[0]; m.Length != int64(len(x.req)) || m.Captured != uint32(len(x.req)-4) {
+	checkExchange(t, c.Msgs[:2], x.want)
+	checkExchange(t, c.Msgs[2:], x.want)
+	if m := c.Msgs[0]; m.Length != int64(len(x.req)) || m.Captured != uint32(len(x.req)-4) {
 		t.Fatalf("headless length %d captured %d", m.Length, m.Captured)
 	}
-	if m := c.msgs[2]; m.Length != int64(len(x.req)) || m.Captured != uint32(len(x.req)) {
+	if m := c.Msgs[2]; m.Length != int64(len(x.req)) || m.Captured != uint32(len(x.req)) {
 		t.Fatalf("length %d captured %d", m.Length, m.Captured)
 	}
 }
@@ -310,20 +302,20 @@ func TestHostile(t *testing.T) {
 	}
 	for i, g := range cases {
 		p := New(l7.Config{}).NewParser()
-		var c collector
-		p.Feed(seg(capture.AtoB, x.req), c.emit)
-		p.Feed(seg(capture.BtoA, x.resp), c.emit)
-		p.Feed(seg(capture.AtoB, g), c.emit)
-		p.Feed(seg(capture.BtoA, g), c.emit)
+		var c parsertest.Collector
+		p.Feed(parsertest.Whole(capture.AtoB, x.req), c.Emit)
+		p.Feed(parsertest.Whole(capture.BtoA, x.resp), c.Emit)
+		p.Feed(parsertest.Whole(capture.AtoB, g), c.Emit)
+		p.Feed(parsertest.Whole(capture.BtoA, g), c.Emit)
 		// Exchanges may be lost to the garbage's framing; the last parses.
 		for range 3 {
-			p.Feed(seg(capture.AtoB, x.req), c.emit)
-			p.Feed(seg(capture.BtoA, x.resp), c.emit)
+			p.Feed(parsertest.Whole(capture.AtoB, x.req), c.Emit)
+			p.Feed(parsertest.Whole(capture.BtoA, x.resp), c.Emit)
 		}
-		if len(c.msgs) < 4 {
-			t.Fatalf("case %d: %d messages", i, len(c.msgs))
+		if len(c.Msgs) < 4 {
+			t.Fatalf("case %d: %d messages", i, len(c.Msgs))
 		}
-		checkExchange(t, c.msgs[len(c.msgs)-2:], x.want)
+		checkExchange(t, c.Msgs[len(c.Msgs)-2:], x.want)
 	}
 }
 

@@ -1,14 +1,12 @@
 package memcached
 
 import (
-	"encoding/binary"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/flowlog"
 	"github.com/sightline-io/sightline/internal/livetest"
+	"github.com/sightline-io/sightline/internal/parsertest"
 )
 
 const capturePath = "testdata/memcached.pcap"
@@ -28,7 +26,7 @@ func TestCaptureMemcached(t *testing.T) {
 // commands after the cut must still be parsed and paired.
 func TestCaptureMemcachedMidConnection(t *testing.T) {
 	for _, n := range []int{4, 6, 8} {
-		rows := livetest.Replay(t, cutPcap(t, capturePath, n), New(l7.Config{}))
+		rows := livetest.Replay(t, parsertest.CutPcap(t, capturePath, n), New(l7.Config{}))
 		var reqs int
 		for _, r := range rows {
 			switch {
@@ -44,32 +42,4 @@ func TestCaptureMemcachedMidConnection(t *testing.T) {
 			t.Errorf("cut %d: %d sessions:\n%s", n, reqs, livetest.Describe(rows))
 		}
 	}
-}
-
-// cutPcap writes a copy of a pcap file without its first n packets.
-func cutPcap(t *testing.T, path string, n int) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(b) < 24 {
-		t.Fatalf("%s: not a pcap file", path)
-	}
-	var order binary.ByteOrder = binary.LittleEndian
-	if m := binary.BigEndian.Uint32(b); m == 0xa1b2c3d4 || m == 0xa1b23c4d {
-		order = binary.BigEndian
-	}
-	off := 24
-	for i := 0; i < n && off+16 <= len(b); i++ {
-		off += 16 + int(order.Uint32(b[off+8:]))
-	}
-	if off > len(b) {
-		t.Fatalf("%s: truncated record", path)
-	}
-	out := filepath.Join(t.TempDir(), "cut.pcap")
-	if err := os.WriteFile(out, append(append([]byte(nil), b[:24]...), b[off:]...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return out
 }

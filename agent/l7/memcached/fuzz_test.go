@@ -2,12 +2,11 @@ package memcached
 
 import (
 	"testing"
-	"time"
 
-	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/agent/l7/stream"
 	"github.com/sightline-io/sightline/flowlog"
+	"github.com/sightline-io/sightline/internal/parsertest"
 )
 
 // FuzzMemcachedParser feeds arbitrary bytes split into segments by plan:
@@ -24,9 +23,8 @@ func FuzzMemcachedParser(f *testing.F) {
 }
 
 func checkParse(t *testing.T, p *Parser, data, plan []byte) {
-	var fed [2]int64
 	var emitted uint64
-	emit := func(m *l7.Message) {
+	check := func(m *l7.Message, fed *[2]int64) {
 		emitted++
 		if m.Protocol != flowlog.L7Memcached || m.Dir > 1 {
 			t.Fatalf("bad message identity %+v", m)
@@ -41,27 +39,13 @@ func checkParse(t *testing.T, p *Parser, data, plan []byte) {
 			t.Fatalf("exception of %d bytes", len(m.Exception))
 		}
 	}
-	now := time.Unix(0, 0)
-	for len(data) > 0 {
-		size, flags := len(data), byte(0)
-		if len(plan) >= 2 {
-			size, flags, plan = min(int(plan[0])+1, len(data)), plan[1], plan[2:]
-		}
-		seg := &capture.Segment{Dir: capture.Direction(flags & 1), Start: now, End: now,
-			Data: data[:size], Len: size, TCPSeq: uint32(len(data))}
-		if flags&2 != 0 {
-			seg.Len += int(flags>>2) * 37
-		}
-		fed[seg.Dir] += int64(size)
-		p.Feed(seg, emit)
-		data = data[size:]
+	parsertest.Fuzz(p, data, plan, check, func() {
 		for i := range p.dirs {
-			if len(p.dirs[i].line) > maxLine || p.bin[i].Buffered() > stream.DefaultMaxBuffer {
-				t.Fatalf("buffers over their bounds: line %d binary %d", len(p.dirs[i].line), p.bin[i].Buffered())
+			if p.dirs[i].line.Len() > maxLine || p.bin[i].Buffered() > stream.DefaultMaxBuffer {
+				t.Fatalf("buffers over their bounds: line %d binary %d", p.dirs[i].line.Len(), p.bin[i].Buffered())
 			}
 		}
-	}
-	p.Close(emit)
+	})
 	if s := p.Stats(); s.Requests+s.Responses != emitted {
 		t.Fatalf("stats count %d messages, emitted %d", s.Requests+s.Responses, emitted)
 	}

@@ -25,15 +25,14 @@ import (
 const clientEnv = "SIGHTLINE_MEMCACHED_CLIENT"
 
 func TestMain(m *testing.M) {
-	if addr := os.Getenv(clientEnv); addr != "" {
+	livetest.Child(clientEnv, func(addr string) error {
 		for _, run := range []func(string) error{gomemcacheClient, textClient, binaryClient} {
 			if err := run(addr); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				os.Exit(1)
+				return err
 			}
 		}
-		os.Exit(0)
-	}
+		return nil
+	})
 	os.Exit(m.Run())
 }
 

@@ -1,13 +1,13 @@
 package memcached
 
 import (
-	"bytes"
 	"encoding/binary"
 	"math"
 
 	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/agent/l7/stream"
+	"github.com/sightline-io/sightline/agent/l7/textline"
 	"github.com/sightline-io/sightline/flowlog"
 )
 
@@ -54,8 +54,7 @@ type direction struct {
 	role role
 	lost bool
 
-	line     []byte
-	lineOver bool
+	line     textline.Buffer
 	dataLeft int64 // data block bytes plus CRLF still to come
 
 	inMsg    bool
@@ -179,32 +178,14 @@ func (p *Parser) step(d *direction, seg *capture.Segment, off int, emit func(*l7
 		}
 		return off + int(n)
 	}
-	i := bytes.IndexByte(data[off:], '\n')
-	if i < 0 {
-		rest := data[off:]
-		d.wire += int64(len(rest))
-		d.seen += int64(len(rest))
-		if room := maxLine - len(d.line); room > 0 {
-			d.line = append(d.line, rest[:min(len(rest), room)]...)
-		}
-		if len(d.line)+len(rest) > maxLine {
-			d.lineOver = true
-		}
+	line, n, ok := d.line.Scan(data[off:], maxLine)
+	d.wire += int64(n)
+	d.seen += int64(n)
+	if !ok {
 		return len(data)
 	}
-	d.wire += int64(i + 1)
-	d.seen += int64(i + 1)
-	line := data[off : off+i]
-	if len(d.line) > 0 || d.lineOver {
-		if room := maxLine - len(d.line); room > 0 {
-			d.line = append(d.line, line[:min(len(line), room)]...)
-		}
-		line = d.line
-	}
-	line = bytes.TrimSuffix(line, []byte{'\r'})
 	p.onLine(d, seg, line, emit)
-	d.line, d.lineOver = d.line[:0], false
-	return off + i + 1
+	return off + n
 }
 
 // onLine handles one complete text line (CRLF removed).
@@ -440,7 +421,8 @@ func (p *Parser) lose(d *direction, seg *capture.Segment, emit func(*l7.Message)
 		p.finish(d, d.msg, seg, -1, emit)
 	}
 	d.inMsg, d.msg, d.lost = false, nil, true
-	d.line, d.lineOver, d.dataLeft = d.line[:0], false, 0
+	d.line.Reset()
+	d.dataLeft = 0
 }
 
 // onFrame handles one binary frame.

@@ -98,11 +98,11 @@ func TestParseText(t *testing.T) {
 			[]want{rq("stats", "stats"), rp(""), rq("version", "version"), rp(""), rq("flush_all", "flush_all"), rp(""), ow("quit", "quit")}, true},
 		{"meta", []seg{req("ms k 2 T0\r\nhi\r\nmg k v\r\nmg x v\r\nmn\r\n"), resp("HD\r\nVA 2\r\nhi\r\nEN\r\nMN\r\n")},
 			[]want{rq("ms", "ms k"), rq("mg", "mg k"), rq("mg", "mg x"), rq("mn", "mn"), rp(""), rp("hit"), rp("miss"), rp("")}, true},
-		{"large value cut by the capture", []seg{{dir: 0, data: "set big 0 0 1000\r\n" + big[:100], gap: 902}, resp("STORED\r\n"),
-			req("get big\r\n"), {dir: 1, data: "VALUE big 0 1000\r\n" + big[:50], gap: 957}, req(getCmd), resp(getHit)},
+		{"large value cut by the capture", []seg{{Dir: 0, Data: "set big 0 0 1000\r\n" + big[:100], Gap: 902}, resp("STORED\r\n"),
+			req("get big\r\n"), {Dir: 1, Data: "VALUE big 0 1000\r\n" + big[:50], Gap: 957}, req(getCmd), resp(getHit)},
 			[]want{{typ: l7.Request, reqType: "set", resource: "set big", code: -1, length: 1020, id: -1}, rp(""),
 				rq("get", "get big"), {typ: l7.Response, result: "hit", code: -1, length: 1025, id: -1}, rq("get", "get user:1"), rp("hit")}, false},
-		{"gap in a line loses then recovers", []seg{{dir: 0, data: "get ab", gap: 100}, resp("END\r\n"), req("gibberish"), req(getCmd), resp(getHit)},
+		{"gap in a line loses then recovers", []seg{{Dir: 0, Data: "get ab", Gap: 100}, resp("END\r\n"), req("gibberish"), req(getCmd), resp(getHit)},
 			[]want{rp("miss"), rq("get", "get user:1"), rp("hit")}, false},
 		{"mid-connection start", []seg{req("llo\r\n" + getCmd), resp("lo\r\nEND\r\n"), req(getCmd), resp(getHit)},
 			[]want{rq("get", "get user:1"), rp("hit")}, false},
@@ -157,7 +157,7 @@ func TestParseBinary(t *testing.T) {
 			[]want{bid(rq("stats", "stats"), 6, -1), bid(rp(""), 6, 0)}},
 		{"sasl value never stored", []seg{req(frame(magicRequest, 0x21, 0, 1, "", "PLAIN", "\x00user\x00secret")), resp(frame(magicResponse, 0x21, 0x20, 1, "", "", "Auth failure"))},
 			[]want{rq("sasl_auth", "sasl_auth PLAIN"), rpErr(flowlog.StatusClientError, "Authentication required")}},
-		{"large value cut", []seg{{dir: 0, data: frame(magicRequest, 0x01, 0, 1, strings.Repeat("\x00", 8), "k", strings.Repeat("v", 2000))[:100], gap: 2000 + 33 - 100},
+		{"large value cut", []seg{{Dir: 0, Data: frame(magicRequest, 0x01, 0, 1, strings.Repeat("\x00", 8), "k", strings.Repeat("v", 2000))[:100], Gap: 2000 + 33 - 100},
 			resp(frame(magicResponse, 0x01, 0, 1, "", "", "")), req(get), resp(hit)},
 			[]want{{typ: l7.Request, reqType: "set", resource: "set k", code: -1, length: 2033, id: 1}, rp(""), rq("get", "get k"), rp("hit")}},
 	} {
@@ -186,8 +186,8 @@ func TestHostile(t *testing.T) {
 			p := newParser()
 			check(t, run(p, tt.segs, false), tt.want)
 			for _, d := range p.dirs {
-				if len(d.line) > maxLine {
-					t.Fatalf("line buffer %d", len(d.line))
+				if d.line.Len() > maxLine {
+					t.Fatalf("line buffer %d", d.line.Len())
 				}
 			}
 		})

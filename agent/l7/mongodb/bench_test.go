@@ -5,6 +5,7 @@ import (
 
 	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/l7"
+	"github.com/sightline-io/sightline/internal/parsertest"
 )
 
 // BenchmarkParseMongoDB parses a driver's find command and its cursor
@@ -14,16 +15,5 @@ func BenchmarkParseMongoDB(b *testing.B) {
 	p := New(l7.Config{}).NewParser()
 	reqSeg := &capture.Segment{Dir: capture.AtoB, Data: f.find, Len: len(f.find)}
 	respSeg := &capture.Segment{Dir: capture.BtoA, Data: f.findReply, Len: len(f.findReply)}
-	var n int
-	emit := func(*l7.Message) { n++ }
-	b.SetBytes(int64(len(f.find) + len(f.findReply)))
-	b.ReportAllocs()
-	for b.Loop() {
-		p.Feed(reqSeg, emit)
-		p.Feed(respSeg, emit)
-	}
-	if n != 2*b.N {
-		b.Fatalf("parsed %d messages, want %d", n, 2*b.N)
-	}
-	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msgs/s")
+	parsertest.Bench(b, p, 2, reqSeg, respSeg)
 }

@@ -2,11 +2,11 @@ package mongodb
 
 import (
 	"testing"
-	"time"
 
 	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/flowlog"
+	"github.com/sightline-io/sightline/internal/parsertest"
 )
 
 // FuzzMongoDBParser feeds arbitrary bytes split into segments by plan: each
@@ -38,19 +38,9 @@ func checkParse(t *testing.T, data, plan []byte) {
 			t.Fatalf("unbounded text %+v", m)
 		}
 	}
-	now := time.Unix(0, 0)
-	for len(data) > 0 {
-		size, flags := len(data), byte(0)
-		if len(plan) >= 2 {
-			size, flags, plan = min(int(plan[0])+1, len(data)), plan[1], plan[2:]
-		}
-		seg := &capture.Segment{Dir: capture.Direction(flags & 1), Start: now, End: now, Tuple: capture.Tuple{L4: 6},
-			Data: data[:size], Len: size, TCPSeq: uint32(len(data))}
-		if flags&2 != 0 {
-			seg.Len += int(flags>>2) * 37
-		}
+	parsertest.FeedPlan(data, plan, 0x3f, func(seg *capture.Segment) {
+		seg.Tuple = capture.Tuple{L4: 6}
 		p.Feed(seg, emit)
-		data = data[size:]
 		for i := range p.dirs {
 			if n := p.dirs[i].Buffered(); n > maxBuffer {
 				t.Fatalf("buffer holds %d bytes, limit %d", n, maxBuffer)
@@ -59,6 +49,6 @@ func checkParse(t *testing.T, data, plan []byte) {
 		if cap(p.inflate) > maxInflate {
 			t.Fatalf("inflate buffer %d", cap(p.inflate))
 		}
-	}
+	})
 	p.Close(emit)
 }

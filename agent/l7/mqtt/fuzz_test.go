@@ -2,11 +2,10 @@ package mqtt
 
 import (
 	"testing"
-	"time"
 
-	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/flowlog"
+	"github.com/sightline-io/sightline/internal/parsertest"
 )
 
 // FuzzMQTTParser feeds arbitrary bytes split into segments by plan: each
@@ -23,8 +22,7 @@ func FuzzMQTTParser(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data, plan []byte) {
 		p := New(l7.Config{}).NewParser().(*Parser)
-		var fed [2]int64
-		emit := func(m *l7.Message) {
+		check := func(m *l7.Message, fed *[2]int64) {
 			if m.Protocol != flowlog.L7MQTT || m.Dir > 1 {
 				t.Fatalf("bad message identity %+v", m)
 			}
@@ -38,26 +36,12 @@ func FuzzMQTTParser(f *testing.F) {
 				t.Fatalf("one-way message with an id: %+v", m)
 			}
 		}
-		now := time.Unix(0, 0)
-		for len(data) > 0 {
-			size, flags := len(data), byte(0)
-			if len(plan) >= 2 {
-				size, flags, plan = min(int(plan[0])+1, len(data)), plan[1], plan[2:]
-			}
-			s := &capture.Segment{Dir: capture.Direction(flags & 1), Start: now, End: now,
-				Data: data[:size], Len: size, TCPSeq: uint32(len(data))}
-			if flags&2 != 0 {
-				s.Len += int(flags>>2) * 37
-			}
-			fed[s.Dir] += int64(size)
-			p.Feed(s, emit)
-			data = data[size:]
+		parsertest.Fuzz(p, data, plan, check, func() {
 			for i := range p.bufs {
 				if p.bufs[i].Buffered() > p.bufs[i].Max {
 					t.Fatalf("buffer holds %d bytes", p.bufs[i].Buffered())
 				}
 			}
-		}
-		p.Close(emit)
+		})
 	})
 }

@@ -22,13 +22,7 @@ import (
 const pahoEnv = "SIGHTLINE_MQTT_PAHO_BROKER"
 
 func TestMain(m *testing.M) {
-	if addr := os.Getenv(pahoEnv); addr != "" {
-		if err := runPaho(addr); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	livetest.Child(pahoEnv, runPaho)
 	os.Exit(m.Run())
 }
 

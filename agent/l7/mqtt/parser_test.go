@@ -3,11 +3,11 @@ package mqtt
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/flowlog"
+	"github.com/sightline-io/sightline/internal/parsertest"
 )
 
 // packet builds a control packet from its first byte and variable part.
@@ -177,15 +177,6 @@ func conversation(level byte) ([]step, []want) {
 	return steps, wants
 }
 
-type collector struct{ msgs []l7.Message }
-
-func (c *collector) emit(m *l7.Message) { c.msgs = append(c.msgs, *m) }
-
-func seg(dir capture.Direction, b []byte) *capture.Segment {
-	t := time.Unix(100, 0)
-	return &capture.Segment{Dir: dir, Data: b, Len: len(b), Start: t, End: t}
-}
-
 func check(t *testing.T, got []l7.Message, wants []want) {
 	t.Helper()
 	if len(got) != len(wants) {
@@ -209,12 +200,12 @@ func TestConversation(t *testing.T) {
 	for _, level := range []byte{4, 5} {
 		steps, wants := conversation(level)
 		p := New(l7.Config{}).NewParser()
-		var c collector
+		var c parsertest.Collector
 		for _, s := range steps {
-			p.Feed(seg(s.dir, s.b), c.emit)
+			p.Feed(parsertest.Whole(s.dir, s.b), c.Emit)
 		}
-		check(t, c.msgs, wants)
-		for _, m := range c.msgs {
+		check(t, c.Msgs, wants)
+		for _, m := range c.Msgs {
 			if strings.Contains(m.Domain+m.Resource, "s3cret") || strings.Contains(m.Domain+m.Resource, "alice") {
 				t.Fatalf("credentials leaked: %+v", m)
 			}
@@ -235,13 +226,13 @@ func TestSplitEveryByte(t *testing.T) {
 		// per direction; compare as multisets by type.
 		for cut := 1; cut < len(dirs[0]); cut++ {
 			p := New(l7.Config{}).NewParser()
-			var c collector
-			p.Feed(seg(c2s, dirs[0][:cut]), c.emit)
-			p.Feed(seg(c2s, dirs[0][cut:]), c.emit)
-			p.Feed(seg(s2c, dirs[1][:cut%len(dirs[1])]), c.emit)
-			p.Feed(seg(s2c, dirs[1][cut%len(dirs[1]):]), c.emit)
-			if len(c.msgs) != len(wants) {
-				t.Fatalf("level %d cut %d: %d messages, want %d", level, cut, len(c.msgs), len(wants))
+			var c parsertest.Collector
+			p.Feed(parsertest.Whole(c2s, dirs[0][:cut]), c.Emit)
+			p.Feed(parsertest.Whole(c2s, dirs[0][cut:]), c.Emit)
+			p.Feed(parsertest.Whole(s2c, dirs[1][:cut%len(dirs[1])]), c.Emit)
+			p.Feed(parsertest.Whole(s2c, dirs[1][cut%len(dirs[1]):]), c.Emit)
+			if len(c.Msgs) != len(wants) {
+				t.Fatalf("level %d cut %d: %d messages, want %d", level, cut, len(c.Msgs), len(wants))
 			}
 		}
 	}
@@ -255,11 +246,11 @@ func TestPipelined(t *testing.T) {
 		dirs[s.dir] = append(dirs[s.dir], s.b...)
 	}
 	p := New(l7.Config{}).NewParser()
-	var c collector
-	p.Feed(seg(c2s, dirs[0]), c.emit)
-	p.Feed(seg(s2c, dirs[1]), c.emit)
-	if len(c.msgs) != 14 {
-		t.Fatalf("%d messages", len(c.msgs))
+	var c parsertest.Collector
+	p.Feed(parsertest.Whole(c2s, dirs[0]), c.Emit)
+	p.Feed(parsertest.Whole(s2c, dirs[1]), c.Emit)
+	if len(c.Msgs) != 14 {
+		t.Fatalf("%d messages", len(c.Msgs))
 	}
 }
 
@@ -281,10 +272,10 @@ func TestConnackCodes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		p := New(l7.Config{}).NewParser()
-		var c collector
-		p.Feed(seg(c2s, connect(tt.level, "c", "", "")), c.emit)
-		p.Feed(seg(s2c, connack(tt.code, tt.level == 5)), c.emit)
-		m := c.msgs[1]
+		var c parsertest.Collector
+		p.Feed(parsertest.Whole(c2s, connect(tt.level, "c", "", "")), c.Emit)
+		p.Feed(parsertest.Whole(s2c, connack(tt.code, tt.level == 5)), c.Emit)
+		m := c.Msgs[1]
 		if m.Code != int32(tt.code) || !m.HasCode || m.Status != tt.status || m.Exception != tt.exc {
 			t.Errorf("level %d code %#x: %+v", tt.level, tt.code, m)
 		}
@@ -296,16 +287,16 @@ func TestConnackCodes(t *testing.T) {
 func TestHeadless(t *testing.T) {
 	steps, wants := conversation(5)
 	p := New(l7.Config{}).NewParser()
-	var c collector
-	p.Feed(seg(steps[0].dir, steps[0].b[2:]), c.emit)
+	var c parsertest.Collector
+	p.Feed(parsertest.Whole(steps[0].dir, steps[0].b[2:]), c.Emit)
 	for _, s := range steps[1:] {
 		for i := range s.b { // byte by byte, as mosquitto reads
-			p.Feed(seg(s.dir, s.b[i:i+1]), c.emit)
+			p.Feed(parsertest.Whole(s.dir, s.b[i:i+1]), c.Emit)
 		}
 	}
-	check(t, c.msgs, wants)
-	if c.msgs[0].Length != int64(len(steps[0].b)) || c.msgs[0].Captured != uint32(len(steps[0].b)-2) {
-		t.Fatalf("CONNECT length %d captured %d", c.msgs[0].Length, c.msgs[0].Captured)
+	check(t, c.Msgs, wants)
+	if c.Msgs[0].Length != int64(len(steps[0].b)) || c.Msgs[0].Captured != uint32(len(steps[0].b)-2) {
+		t.Fatalf("CONNECT length %d captured %d", c.Msgs[0].Length, c.Msgs[0].Captured)
 	}
 }
 
@@ -314,15 +305,15 @@ func TestHeadless(t *testing.T) {
 func TestTruncatedPublish(t *testing.T) {
 	big := publish(1, "big/topic", 3, false, strings.Repeat("x", 100000))
 	p := New(l7.Config{}).NewParser()
-	var c collector
-	p.Feed(seg(c2s, connect(4, "c", "", "")), c.emit)
-	s := seg(c2s, big[:4096])
+	var c parsertest.Collector
+	p.Feed(parsertest.Whole(c2s, connect(4, "c", "", "")), c.Emit)
+	s := parsertest.Whole(c2s, big[:4096])
 	s.Len = len(big)
-	p.Feed(s, c.emit)
-	p.Feed(seg(c2s, pingreq), c.emit)
-	if len(c.msgs) != 3 || c.msgs[1].Resource != "big/topic" || c.msgs[1].Length != int64(len(big)) ||
-		c.msgs[1].Captured != 4096 || c.msgs[2].RequestType != "PINGREQ" {
-		t.Fatalf("%+v", c.msgs)
+	p.Feed(s, c.Emit)
+	p.Feed(parsertest.Whole(c2s, pingreq), c.Emit)
+	if len(c.Msgs) != 3 || c.Msgs[1].Resource != "big/topic" || c.Msgs[1].Length != int64(len(big)) ||
+		c.Msgs[1].Captured != 4096 || c.Msgs[2].RequestType != "PINGREQ" {
+		t.Fatalf("%+v", c.Msgs)
 	}
 }
 
@@ -331,15 +322,15 @@ func TestTruncatedPublish(t *testing.T) {
 func TestMidConnection(t *testing.T) {
 	pub := publish(1, "a/b", 1, false, "payload")
 	p := New(l7.Config{}).NewParser()
-	var c collector
-	p.Feed(seg(c2s, pub[5:]), c.emit)
-	p.Feed(seg(s2c, pingresp), c.emit)
-	p.Feed(seg(s2c, publish(1, "x", 4, false, "p")), c.emit)
-	p.Feed(seg(c2s, puback(typePuback, 4, false, 0)), c.emit)
-	if len(c.msgs) < 3 {
-		t.Fatalf("%+v", c.msgs)
+	var c parsertest.Collector
+	p.Feed(parsertest.Whole(c2s, pub[5:]), c.Emit)
+	p.Feed(parsertest.Whole(s2c, pingresp), c.Emit)
+	p.Feed(parsertest.Whole(s2c, publish(1, "x", 4, false, "p")), c.Emit)
+	p.Feed(parsertest.Whole(c2s, puback(typePuback, 4, false, 0)), c.Emit)
+	if len(c.Msgs) < 3 {
+		t.Fatalf("%+v", c.Msgs)
 	}
-	last := c.msgs[len(c.msgs)-2:]
+	last := c.Msgs[len(c.Msgs)-2:]
 	if last[0].RequestID != 4+serverIDs || last[1].RequestID != 4+serverIDs || last[1].Type != l7.Response {
 		t.Fatalf("%+v", last)
 	}
@@ -360,17 +351,17 @@ func TestHostile(t *testing.T) {
 	for i, g := range cases {
 		for _, level := range []byte{4, 5} {
 			p := New(l7.Config{}).NewParser()
-			var c collector
-			p.Feed(seg(c2s, connect(level, "c", "", "")), c.emit)
-			p.Feed(seg(c2s, g), c.emit)
-			p.Feed(seg(s2c, g), c.emit)
+			var c parsertest.Collector
+			p.Feed(parsertest.Whole(c2s, connect(level, "c", "", "")), c.Emit)
+			p.Feed(parsertest.Whole(c2s, g), c.Emit)
+			p.Feed(parsertest.Whole(s2c, g), c.Emit)
 			// Garbage that frames validly eats what follows: recover
 			// within three exchanges.
 			for range 3 {
-				p.Feed(seg(c2s, pingreq), c.emit)
-				p.Feed(seg(s2c, pingresp), c.emit)
+				p.Feed(parsertest.Whole(c2s, pingreq), c.Emit)
+				p.Feed(parsertest.Whole(s2c, pingresp), c.Emit)
 			}
-			for _, m := range c.msgs {
+			for _, m := range c.Msgs {
 				if m.Type == l7.Response && m.Status == flowlog.StatusParseFailed {
 					continue
 				}
@@ -378,8 +369,8 @@ func TestHostile(t *testing.T) {
 					t.Errorf("case %d: %+v", i, m)
 				}
 			}
-			if n := len(c.msgs); n < 3 || c.msgs[n-1].Type != l7.Response || c.msgs[n-2].RequestType != "PINGREQ" {
-				t.Errorf("case %d level %d: did not recover: %+v", i, level, c.msgs)
+			if n := len(c.Msgs); n < 3 || c.Msgs[n-1].Type != l7.Response || c.Msgs[n-2].RequestType != "PINGREQ" {
+				t.Errorf("case %d level %d: did not recover: %+v", i, level, c.Msgs)
 			}
 		}
 	}

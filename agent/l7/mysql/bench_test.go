@@ -5,6 +5,7 @@ import (
 
 	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/l7"
+	"github.com/sightline-io/sightline/internal/parsertest"
 )
 
 // BenchmarkParseMySQL parses a COM_QUERY with literals and its result set
@@ -19,16 +20,5 @@ func BenchmarkParseMySQL(b *testing.B) {
 	rs := resultSet(2, false)
 	reqSeg := &capture.Segment{Dir: cli, Data: []byte(q), Len: len(q)}
 	respSeg := &capture.Segment{Dir: srv, Data: []byte(rs), Len: len(rs)}
-	var n int
-	emit := func(*l7.Message) { n++ }
-	b.SetBytes(int64(len(q) + len(rs)))
-	b.ReportAllocs()
-	for b.Loop() {
-		p.Feed(reqSeg, emit)
-		p.Feed(respSeg, emit)
-	}
-	if n != 2*b.N {
-		b.Fatalf("parsed %d messages, want %d", n, 2*b.N)
-	}
-	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msgs/s")
+	parsertest.Bench(b, p, 2, reqSeg, respSeg)
 }

@@ -2,11 +2,10 @@ package mysql
 
 import (
 	"testing"
-	"time"
 
-	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/flowlog"
+	"github.com/sightline-io/sightline/internal/parsertest"
 )
 
 // FuzzMySQLParser feeds arbitrary bytes split into segments by plan: each
@@ -31,9 +30,8 @@ func FuzzMySQLParser(f *testing.F) {
 }
 
 func checkParse(t *testing.T, p *Parser, data, plan []byte) {
-	var fed [2]int64
 	var emitted uint64
-	emit := func(m *l7.Message) {
+	check := func(m *l7.Message, fed *[2]int64) {
 		emitted++
 		if m.Protocol != flowlog.L7MySQL || m.Dir > 1 {
 			t.Fatalf("bad message identity %+v", m)
@@ -48,20 +46,7 @@ func checkParse(t *testing.T, p *Parser, data, plan []byte) {
 			t.Fatalf("unbounded fields: %d %d %d", len(m.Resource), len(m.Endpoint), len(m.Exception))
 		}
 	}
-	now := time.Unix(0, 0)
-	for len(data) > 0 {
-		size, flags := len(data), byte(0)
-		if len(plan) >= 2 {
-			size, flags, plan = min(int(plan[0])+1, len(data)), plan[1], plan[2:]
-		}
-		seg := &capture.Segment{Dir: capture.Direction(flags & 1), Start: now, End: now,
-			Data: data[:size], Len: size, TCPSeq: uint32(len(data))}
-		if flags&2 != 0 {
-			seg.Len += int(flags>>2) * 37
-		}
-		fed[seg.Dir] += int64(size)
-		p.Feed(seg, emit)
-		data = data[size:]
+	parsertest.Fuzz(p, data, plan, check, func() {
 		for i := range p.dirs {
 			if p.dirs[i].buf.Buffered() > maxBuffer || p.dirs[i].inner.Buffered() > maxBuffer {
 				t.Fatalf("buffered %d/%d", p.dirs[i].buf.Buffered(), p.dirs[i].inner.Buffered())
@@ -70,8 +55,7 @@ func checkParse(t *testing.T, p *Parser, data, plan []byte) {
 		if len(p.stmts) > maxStatements || p.count > maxPending {
 			t.Fatalf("state grew: %d statements, %d pending", len(p.stmts), p.count)
 		}
-	}
-	p.Close(emit)
+	})
 	if s := p.Stats(); s.Requests+s.Responses != emitted {
 		t.Fatalf("stats count %d messages, emitted %d", s.Requests+s.Responses, emitted)
 	}

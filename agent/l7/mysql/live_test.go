@@ -29,13 +29,7 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	if dsn := os.Getenv(clientEnv); dsn != "" {
-		if err := runGoClient(dsn); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	livetest.Child(clientEnv, runGoClient)
 	os.Exit(m.Run())
 }
 

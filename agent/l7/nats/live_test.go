@@ -29,20 +29,8 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	if port := os.Getenv(serverEnv); port != "" {
-		if err := runServer(port); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	if url := os.Getenv(clientEnv); url != "" {
-		if err := runClient(url); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	livetest.Child(serverEnv, runServer)
+	livetest.Child(clientEnv, runClient)
 	os.Exit(m.Run())
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/l7"
+	"github.com/sightline-io/sightline/agent/l7/textline"
 	"github.com/sightline-io/sightline/flowlog"
 )
 
@@ -54,9 +55,8 @@ type direction struct {
 	role role
 	lost bool
 
-	line     []byte
-	lineOver bool
-	payLeft  int64 // payload bytes plus CRLF still to come
+	line    textline.Buffer
+	payLeft int64 // payload bytes plus CRLF still to come
 
 	inMsg    bool
 	msg      *l7.Message // message waiting for its payload
@@ -168,32 +168,14 @@ func (p *Parser) step(d *direction, seg *capture.Segment, off int, emit func(*l7
 		}
 		return off + int(n)
 	}
-	i := bytes.IndexByte(data[off:], '\n')
-	if i < 0 {
-		rest := data[off:]
-		d.wire += int64(len(rest))
-		d.seen += int64(len(rest))
-		if room := maxLine - len(d.line); room > 0 {
-			d.line = append(d.line, rest[:min(len(rest), room)]...)
-		}
-		if len(d.line)+len(rest) > maxLine {
-			d.lineOver = true
-		}
+	line, n, ok := d.line.Scan(data[off:], maxLine)
+	d.wire += int64(n)
+	d.seen += int64(n)
+	if !ok {
 		return len(data)
 	}
-	d.wire += int64(i + 1)
-	d.seen += int64(i + 1)
-	line := data[off : off+i]
-	if len(d.line) > 0 || d.lineOver {
-		if room := maxLine - len(d.line); room > 0 {
-			d.line = append(d.line, line[:min(len(line), room)]...)
-		}
-		line = d.line
-	}
-	line = bytes.TrimSuffix(line, []byte{'\r'})
 	p.onLine(d, seg, line, emit)
-	d.line, d.lineOver = d.line[:0], false
-	return off + i + 1
+	return off + n
 }
 
 // onLine handles one control line (CRLF removed).
@@ -511,7 +493,8 @@ func (p *Parser) lose(d *direction, seg *capture.Segment, emit func(*l7.Message)
 		p.finish(d, d.msg, seg, -1, emit)
 	}
 	d.inMsg, d.msg, d.lost = false, nil, true
-	d.line, d.lineOver, d.payLeft, d.hdrWant, d.reply = d.line[:0], false, 0, false, false
+	d.line.Reset()
+	d.payLeft, d.hdrWant, d.reply = 0, false, false
 }
 
 // addSub remembers a subscription (bounded ring: the oldest is forgotten).

@@ -113,8 +113,8 @@ func TestParse(t *testing.T) {
 			[]want{rq("CONNECT", "", "CONNECT"), rq("PING", "", "PING"), rp(), rp(), rpErr(flowlog.StatusServerError, "Slow Consumer")}, true},
 		{"hpub", []seg{req("HPUB orders.new 21 26\r\nNATS/1.0\r\nX-Id: 1\r\n\r\nhello\r\n")},
 			[]want{ow("HPUB", "orders.new", "orders.new")}, true},
-		{"large payload cut by the capture", []seg{req("SUB x 1\r\n"), {dir: 0, data: "PUB big 10000\r\n" + strings.Repeat("x", 100), gap: 9902},
-			req("PUB small 1\r\ny\r\n"), {dir: 1, data: "MSG x 1 5000\r\nzz", gap: 5000}, req("PING\r\n"), resp("PONG\r\n")},
+		{"large payload cut by the capture", []seg{req("SUB x 1\r\n"), {Dir: 0, Data: "PUB big 10000\r\n" + strings.Repeat("x", 100), Gap: 9902},
+			req("PUB small 1\r\ny\r\n"), {Dir: 1, Data: "MSG x 1 5000\r\nzz", Gap: 5000}, req("PING\r\n"), resp("PONG\r\n")},
 			[]want{ow("SUB", "x", "x"), {typ: l7.Request, reqType: "PUB", domain: "big", endpoint: "big", oneWay: true, code: -1, length: 10017},
 				ow("PUB", "small", "small"), ow("MSG", "x", "x"), rq("PING", "", "PING"), rp()}, false},
 		{"mid-connection start", []seg{req("llo\r\nPUB a 1\r\nx\r\n"), resp("PING\r\n"), req("PUB b 1\r\ny\r\n")},
@@ -146,7 +146,7 @@ func TestHostile(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := newParser()
 			check(t, run(p, tt.segs, false), tt.want)
-			if len(p.dirs[0].line) > maxLine || len(p.replies) > maxReplies {
+			if p.dirs[0].line.Len() > maxLine || len(p.replies) > maxReplies {
 				t.Fatal("buffers over their bounds")
 			}
 		})

@@ -5,6 +5,7 @@ import (
 
 	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/l7"
+	"github.com/sightline-io/sightline/internal/parsertest"
 )
 
 // BenchmarkParsePostgres parses a simple Query with literals and its
@@ -19,16 +20,5 @@ func BenchmarkParsePostgres(b *testing.B) {
 	resp := rowDesc + dataRow("1") + dataRow("2") + complete("SELECT 2") + idle
 	reqSeg := &capture.Segment{Dir: fe, Data: []byte(q), Len: len(q)}
 	respSeg := &capture.Segment{Dir: be, Data: []byte(resp), Len: len(resp)}
-	var n int
-	emit := func(*l7.Message) { n++ }
-	b.SetBytes(int64(len(q) + len(resp)))
-	b.ReportAllocs()
-	for b.Loop() {
-		p.Feed(reqSeg, emit)
-		p.Feed(respSeg, emit)
-	}
-	if n != 2*b.N {
-		b.Fatalf("parsed %d messages, want %d", n, 2*b.N)
-	}
-	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msgs/s")
+	parsertest.Bench(b, p, 2, reqSeg, respSeg)
 }

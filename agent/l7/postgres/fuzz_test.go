@@ -2,11 +2,10 @@ package postgres
 
 import (
 	"testing"
-	"time"
 
-	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/flowlog"
+	"github.com/sightline-io/sightline/internal/parsertest"
 )
 
 // FuzzPostgresParser feeds arbitrary bytes split into segments by plan:
@@ -28,7 +27,7 @@ func FuzzPostgresParser(f *testing.F) {
 
 func checkParse(t *testing.T, p *Parser, data, plan []byte) {
 	var emitted uint64
-	emit := func(m *l7.Message) {
+	check := func(m *l7.Message, fed *[2]int64) {
 		emitted++
 		if m.Protocol != flowlog.L7Postgres || m.Dir > 1 {
 			t.Fatalf("bad message identity %+v", m)
@@ -43,19 +42,7 @@ func checkParse(t *testing.T, p *Parser, data, plan []byte) {
 			t.Fatalf("unbounded fields: %d %d %d", len(m.Resource), len(m.Endpoint), len(m.Exception))
 		}
 	}
-	now := time.Unix(0, 0)
-	for len(data) > 0 {
-		size, flags := len(data), byte(0)
-		if len(plan) >= 2 {
-			size, flags, plan = min(int(plan[0])+1, len(data)), plan[1], plan[2:]
-		}
-		seg := &capture.Segment{Dir: capture.Direction(flags & 1), Start: now, End: now,
-			Data: data[:size], Len: size, TCPSeq: uint32(len(data))}
-		if flags&2 != 0 {
-			seg.Len += int(flags>>2) * 37
-		}
-		p.Feed(seg, emit)
-		data = data[size:]
+	parsertest.Fuzz(p, data, plan, check, func() {
 		for i := range p.bufs {
 			if p.bufs[i].Buffered() > maxBuffer {
 				t.Fatalf("buffered %d", p.bufs[i].Buffered())
@@ -64,8 +51,7 @@ func checkParse(t *testing.T, p *Parser, data, plan []byte) {
 		if len(p.units) > maxUnits || len(p.stmts) > maxStatements || len(p.portals) > maxPortals {
 			t.Fatalf("state grew: %d units, %d statements, %d portals", len(p.units), len(p.stmts), len(p.portals))
 		}
-	}
-	p.Close(emit)
+	})
 	if s := p.Stats(); s.Requests+s.Responses != emitted {
 		t.Fatalf("stats count %d messages, emitted %d", s.Requests+s.Responses, emitted)
 	}

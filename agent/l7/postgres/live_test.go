@@ -32,13 +32,7 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	if url := os.Getenv(clientEnv); url != "" {
-		if err := runPgx(url); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	livetest.Child(clientEnv, runPgx)
 	os.Exit(m.Run())
 }
 

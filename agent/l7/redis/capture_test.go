@@ -1,14 +1,12 @@
 package redis
 
 import (
-	"encoding/binary"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/flowlog"
 	"github.com/sightline-io/sightline/internal/livetest"
+	"github.com/sightline-io/sightline/internal/parsertest"
 )
 
 const capturePath = "testdata/redis.pcap"
@@ -30,7 +28,7 @@ func TestCaptureRedis(t *testing.T) {
 func TestCaptureRedisMidConnection(t *testing.T) {
 	for _, n := range []int{3, 4, 5, 6} {
 		var sessions []flowlog.L7FlowLog
-		for _, r := range livetest.Replay(t, cutPcap(t, capturePath, n), New(l7.Config{})) {
+		for _, r := range livetest.Replay(t, parsertest.CutPcap(t, capturePath, n), New(l7.Config{})) {
 			// The reply to a command whose packets were cut is a lone response.
 			if r.Type == flowlog.TypeResponse && r.RequestType == "" && r.ResponseStatus == flowlog.StatusSuccess {
 				continue
@@ -39,32 +37,4 @@ func TestCaptureRedisMidConnection(t *testing.T) {
 		}
 		checkRows(t, sessions, flowlog.ObsLocalNIC, commonRows[1:])
 	}
-}
-
-// cutPcap writes a copy of a pcap file without its first n packets.
-func cutPcap(t *testing.T, path string, n int) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(b) < 24 {
-		t.Fatalf("%s: not a pcap file", path)
-	}
-	var order binary.ByteOrder = binary.LittleEndian
-	if m := binary.BigEndian.Uint32(b); m == 0xa1b2c3d4 || m == 0xa1b23c4d {
-		order = binary.BigEndian
-	}
-	off := 24
-	for i := 0; i < n && off+16 <= len(b); i++ {
-		off += 16 + int(order.Uint32(b[off+8:]))
-	}
-	if off > len(b) {
-		t.Fatalf("%s: truncated record", path)
-	}
-	out := filepath.Join(t.TempDir(), "cut.pcap")
-	if err := os.WriteFile(out, append(append([]byte(nil), b[:24]...), b[off:]...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return out
 }

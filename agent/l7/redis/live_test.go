@@ -25,13 +25,7 @@ const clientEnv = "SIGHTLINE_REDIS_CLIENT"
 const livePassword = "s3cr3t-Pa55"
 
 func TestMain(m *testing.M) {
-	if addr := os.Getenv(clientEnv); addr != "" {
-		if err := goRedisClient(addr); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	livetest.Child(clientEnv, goRedisClient)
 	os.Exit(m.Run())
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/l7"
+	"github.com/sightline-io/sightline/agent/l7/textline"
 	"github.com/sightline-io/sightline/flowlog"
 )
 
@@ -49,10 +50,9 @@ type direction struct {
 	lost bool
 
 	inMsg    bool
-	line     []byte // partial line carried over a segment boundary
-	lineOver bool   // the current line overflowed maxLine: its tail is skipped
-	bulkLeft int64  // payload bytes plus CRLF still to come for the current bulk
-	capture  uint8  // what the current bulk's payload is captured into
+	line     textline.Buffer // a line carried over a segment boundary, bounded by maxLine
+	bulkLeft int64           // payload bytes plus CRLF still to come for the current bulk
+	capture  uint8           // what the current bulk's payload is captured into
 	depth    int
 	left     [maxDepth]int64 // elements still expected per open aggregate
 
@@ -179,32 +179,13 @@ func (p *Parser) step(d *direction, seg *capture.Segment, off int, emit func(*l7
 		return off
 	}
 	// A line: a header, a simple value or an inline command.
-	i := bytes.IndexByte(data[off:], '\n')
-	if i < 0 {
-		rest := data[off:]
-		d.wire += int64(len(rest))
-		d.seen += int64(len(rest))
-		if room := maxLine - len(d.line); room > 0 {
-			d.line = append(d.line, rest[:min(len(rest), room)]...)
-		}
-		if len(d.line)+len(rest) > maxLine {
-			d.lineOver = true
-		}
-		return len(data)
-	}
-	n := i + 1
+	line, n, ok := d.line.Scan(data[off:], maxLine)
 	d.wire += int64(n)
 	d.seen += int64(n)
-	line := data[off : off+i]
-	if len(d.line) > 0 || d.lineOver {
-		if room := maxLine - len(d.line); room > 0 {
-			d.line = append(d.line, line[:min(len(line), room)]...)
-		}
-		line = d.line
+	if !ok {
+		return len(data)
 	}
-	line = bytes.TrimSuffix(line, []byte{'\r'})
 	p.onLine(d, seg, line, emit)
-	d.line, d.lineOver = d.line[:0], false
 	return off + n
 }
 
@@ -733,7 +714,7 @@ func (p *Parser) lose(d *direction, seg *capture.Segment, bad bool, emit func(*l
 		p.finish(d, seg, -1, emit)
 	}
 	d.inMsg, d.lost = false, true
-	d.line, d.lineOver = d.line[:0], false
+	d.line.Reset()
 	d.bulkLeft, d.depth, d.capture = 0, 0, capNone
 }
 

@@ -116,12 +116,12 @@ func TestParse(t *testing.T) {
 			resp(">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n" + getRep)},
 			[]want{rq("HELLO", "HELLO 3"), ok(), rq("SUBSCRIBE", "SUBSCRIBE ch"), ok(), rq("GET", "GET mykey"), ok()}},
 		{"large value cut by the capture", false, []seg{
-			{dir: 0, data: "*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$1000\r\n" + strings.Repeat("v", 100), gap: 902},
-			resp("+OK\r\n"), req(getReq), {dir: 1, data: "$1000\r\n" + strings.Repeat("v", 50), gap: 952}, req(getReq), resp(getRep)},
+			{Dir: 0, Data: "*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$1000\r\n" + strings.Repeat("v", 100), Gap: 902},
+			resp("+OK\r\n"), req(getReq), {Dir: 1, Data: "$1000\r\n" + strings.Repeat("v", 50), Gap: 952}, req(getReq), resp(getRep)},
 			[]want{{typ: l7.Request, reqType: "SET", resource: "SET big ?", length: int64(len("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$1000\r\n")) + 1002},
 				ok(), rq("GET", "GET mykey"), {typ: l7.Response, length: 1009}, rq("GET", "GET mykey"), ok()}},
 		{"gap in a header loses then recovers", false, []seg{
-			{dir: 0, data: "*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$10", gap: 500}, resp("+OK\r\n"),
+			{Dir: 0, Data: "*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$10", Gap: 500}, resp("+OK\r\n"),
 			req("garbage in the middle\r\n"), req(getReq), resp(getRep)},
 			[]want{{typ: l7.Request, reqType: "SET", resource: "SET big ?", length: -1}, ok(), rq("GET", "GET mykey"), ok()}},
 		{"mid-connection start", false, []seg{req("lue\r\n" + getReq), resp("alue\r\n"), req(setReq), resp("+OK\r\n")},
@@ -156,8 +156,8 @@ func TestHostile(t *testing.T) {
 			p := newParser(false)
 			check(t, run(p, tt.segs, false), tt.want)
 			for _, d := range p.dirs {
-				if len(d.line) > maxLine || len(d.args) > argBufSize || len(d.errText) > maxException {
-					t.Fatalf("buffers over their bounds: line %d args %d err %d", len(d.line), len(d.args), len(d.errText))
+				if d.line.Len() > maxLine || len(d.args) > argBufSize || len(d.errText) > maxException {
+					t.Fatalf("buffers over their bounds: line %d args %d err %d", d.line.Len(), len(d.args), len(d.errText))
 				}
 			}
 		})
