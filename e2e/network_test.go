@@ -122,3 +122,111 @@ func TestNetworkSpansJoinProcessSpans(t *testing.T) {
 		}
 	}
 }
+
+// TestFlowFailuresLive: failure and anomaly cases on loopback, seen by the
+// agent's own packet capture and flow table: a server that resets a
+// transfer, a client that resets, and a receiver that stops reading (zero
+// window). (Every case is also replayed from recorded captures, and run in
+// network namespaces, in packet/flow.)
+func TestFlowFailuresLive(t *testing.T) {
+	requireRootAndTools(t)
+	s := startStackWith(t, agent.Config{Packets: agent.PacketConfig{Interfaces: []string{"lo"}}})
+
+	// listen serves each accepted connection with handle.
+	listen := func(handle func(*net.TCPConn)) int {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go handle(c.(*net.TCPConn))
+			}
+		}()
+		return ln.Addr().(*net.TCPAddr).Port
+	}
+	dial := func(port int) *net.TCPConn {
+		c, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.(*net.TCPConn)
+	}
+
+	// The server reads a request, then aborts (SO_LINGER 0 → RST).
+	serverRST := listen(func(c *net.TCPConn) {
+		c.Read(make([]byte, 64))
+		c.SetLinger(0)
+		c.Close()
+	})
+	c := dial(serverRST)
+	c.Write([]byte("hello"))
+	c.Read(make([]byte, 1)) // ECONNRESET
+	c.Close()
+
+	// The client aborts after an exchange.
+	clientRST := listen(func(c *net.TCPConn) {
+		buf := make([]byte, 64)
+		n, _ := c.Read(buf)
+		c.Write(buf[:n])
+		c.Read(buf) // until the client's reset
+		c.Close()
+	})
+	c = dial(clientRST)
+	c.Write([]byte("ping"))
+	c.Read(make([]byte, 4))
+	c.SetLinger(0)
+	c.Close()
+
+	// The server stops reading with a small receive buffer: its window
+	// closes; then the client gives up with a reset.
+	stopped := make(chan struct{})
+	zeroWin := listen(func(c *net.TCPConn) {
+		<-stopped
+		c.Close()
+	})
+	zc, err := net.DialTimeout("tcp4", fmt.Sprintf("127.0.0.1:%d", zeroWin), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := zc.(*net.TCPConn)
+	z.SetWriteBuffer(4096)
+	z.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	chunk := make([]byte, 64<<10)
+	for {
+		if _, err := z.Write(chunk); err != nil {
+			break // the window stayed shut until the deadline
+		}
+	}
+	z.SetLinger(0)
+	z.Close()
+	close(stopped)
+
+	want := map[int]func(map[string]any) bool{
+		serverRST: func(r map[string]any) bool { return num(t, r["close_type"]) == int64(flowlog.CloseTransferServerRST) },
+		clientRST: func(r map[string]any) bool { return num(t, r["close_type"]) == int64(flowlog.CloseTransferClientRST) },
+		zeroWin: func(r map[string]any) bool {
+			return num(t, r["zero_win_rx"]) > 0 && num(t, r["close_type"]) == int64(flowlog.CloseTransferClientRST)
+		},
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for port, ok := range want {
+		var rows []map[string]any
+		for {
+			rows = s.query(t, fmt.Sprintf(`SELECT close_type, zero_win_rx, zero_win_tx, rst_count FROM l4_flow_log
+				WHERE server_port = %d AND is_closed`, port))
+			if len(rows) > 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		if len(rows) != 1 || !ok(rows[0]) {
+			t.Errorf("port %d: rows %v", port, rows)
+		}
+	}
+}
