@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/sightline-io/sightline/agent/capture"
+	"github.com/sightline-io/sightline/agent/capture/bpfevent"
 )
 
 // encodeEvent serializes the bpf2go-generated header the way the kernel
@@ -131,7 +132,7 @@ func (n *nopHandler) ProcessExit(uint32)       { n.other++ }
 
 func TestDispatch(t *testing.T) {
 	rec := newRecorder()
-	d := decoder{clock: monoClock{offsetNs: 1_700_000_000_000_000_000}, comms: newCommCache(8)}
+	d := decoder{clock: bpfevent.MonoClock{OffsetNs: 1_700_000_000_000_000_000}, comms: bpfevent.NewCommCache(8)}
 	var st userStats
 
 	h := sampleHeader()
@@ -196,7 +197,7 @@ func FuzzDispatch(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(bytes.Repeat([]byte{0xff}, headerSize+8))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		d := decoder{comms: newCommCache(4)}
+		d := decoder{comms: bpfevent.NewCommCache(4)}
 		var st userStats
 		h := &nopHandler{}
 		if err := d.dispatch(b, h, &st); err == nil && h.segs+h.other != 1 {
@@ -206,22 +207,6 @@ func FuzzDispatch(f *testing.F) {
 			t.Errorf("data %d longer than Len %d", len(d.seg.Data), d.seg.Len)
 		}
 	})
-}
-
-func TestCommCacheBounded(t *testing.T) {
-	c := newCommCache(2)
-	for pid := uint32(1); pid <= 10; pid++ {
-		if got := c.get(pid, []byte("proc\x00junk")); got != "proc" {
-			t.Fatalf("comm %q", got)
-		}
-		if len(c.m) > 2 {
-			t.Fatalf("cache grew to %d", len(c.m))
-		}
-	}
-	// exec changes comm: the cache must not return the old name.
-	if got := c.get(10, []byte("newname")); got != "newname" {
-		t.Errorf("stale comm %q", got)
-	}
 }
 
 func TestConfigDefaults(t *testing.T) {
@@ -292,7 +277,7 @@ func BenchmarkDispatch(b *testing.B) {
 			h := sampleHeader()
 			h.Bytes, h.Captured = uint32(size), uint32(size)
 			rec := encodeEvent(b, h, make([]byte, size))
-			d := decoder{comms: newCommCache(commCacheSize)}
+			d := decoder{comms: bpfevent.NewCommCache(bpfevent.CommCacheSize)}
 			var st userStats
 			nop := &nopHandler{}
 			b.SetBytes(int64(len(rec)))

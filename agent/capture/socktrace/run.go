@@ -1,7 +1,6 @@
 package socktrace
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,9 +9,9 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
-	"golang.org/x/sys/unix"
 
 	"github.com/sightline-io/sightline/agent/capture"
+	"github.com/sightline-io/sightline/agent/capture/bpfevent"
 )
 
 // ConnInfo describes a connection seen at connect/accept exit.
@@ -118,7 +117,7 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 	})
 	defer stop()
 
-	d := decoder{clock: t.clock, comms: newCommCache(commCacheSize)}
+	d := decoder{clock: t.clock, comms: bpfevent.NewCommCache(bpfevent.CommCacheSize)}
 	var rec ringbuf.Record
 	// The kernel wakes the reader only past WakeupBytes; the deadline
 	// drains what waits below it every PollInterval.
@@ -147,8 +146,8 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 
 // decoder turns records into handler calls, reusing one Segment.
 type decoder struct {
-	clock monoClock
-	comms *commCache
+	clock bpfevent.MonoClock
+	comms *bpfevent.CommCache
 	hdr   header
 	seg   capture.Segment
 }
@@ -170,14 +169,14 @@ func (d *decoder) dispatch(b []byte, h Handler, st *userStats) error {
 			ConnID:         hd.connID(),
 			Tuple:          tuple,
 			Dir:            capture.AtoB,
-			Start:          d.clock.wall(hd.enterNs),
-			End:            d.clock.wall(hd.exitNs),
+			Start:          d.clock.Wall(hd.enterNs),
+			End:            d.clock.Wall(hd.exitNs),
 			Data:           payload,
 			Len:            int(hd.bytes),
 			TCPSeq:         hd.tcpSeq,
 			PID:            hd.pid,
 			TID:            hd.tid,
-			Comm:           d.comms.get(hd.pid, hd.comm[:]),
+			Comm:           d.comms.Get(hd.pid, hd.comm[:]),
 			FD:             hd.fd,
 			CapSeq:         hd.capSeq,
 			SyscallTraceID: hd.traceID,
@@ -202,18 +201,18 @@ func (d *decoder) dispatch(b []byte, h Handler, st *userStats) error {
 			PID:    hd.pid,
 			TID:    hd.tid,
 			FD:     hd.fd,
-			Comm:   d.comms.get(hd.pid, hd.comm[:]),
-			Time:   d.clock.wall(hd.enterNs),
+			Comm:   d.comms.Get(hd.pid, hd.comm[:]),
+			Time:   d.clock.Wall(hd.enterNs),
 		})
 	case eventClose:
 		st.closed.Add(1)
-		h.Closed(capture.Closed{ConnID: hd.connID(), Time: d.clock.wall(hd.enterNs)})
+		h.Closed(capture.Closed{ConnID: hd.connID(), Time: d.clock.Wall(hd.enterNs)})
 	case eventExec:
-		d.comms.forget(hd.pid)
+		d.comms.Forget(hd.pid)
 		st.execs.Add(1)
 		h.ProcessExec(hd.pid)
 	case eventExit:
-		d.comms.forget(hd.pid)
+		d.comms.Forget(hd.pid)
 		st.exits.Add(1)
 		h.ProcessExit(hd.pid)
 	default:
@@ -221,65 +220,3 @@ func (d *decoder) dispatch(b []byte, h Handler, st *userStats) error {
 	}
 	return nil
 }
-
-// monoClock converts CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns) to
-// wall-clock time with an offset sampled once at start; NTP slews after
-// that are not followed.
-type monoClock struct {
-	offsetNs int64 // wall - monotonic
-}
-
-func newMonoClock() (monoClock, error) {
-	best := time.Duration(1<<63 - 1)
-	var c monoClock
-	// Take the tightest of a few samples so the offset error is the
-	// smallest bracketing interval.
-	for range 5 {
-		var ts unix.Timespec
-		before := time.Now()
-		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-			return c, fmt.Errorf("read monotonic clock: %w", err)
-		}
-		after := time.Now()
-		if span := after.Sub(before); span < best {
-			best = span
-			mid := before.UnixNano() + int64(span)/2
-			c.offsetNs = mid - ts.Nano()
-		}
-	}
-	return c, nil
-}
-
-func (c monoClock) wall(mono uint64) time.Time {
-	return time.Unix(0, c.offsetNs+int64(mono))
-}
-
-const commCacheSize = 4096
-
-// commCache interns comm strings per pid so steady traffic does not
-// allocate a string per event. Bounded: cleared when full.
-type commCache struct {
-	max int
-	m   map[uint32]string
-}
-
-func newCommCache(max int) *commCache {
-	return &commCache{max: max, m: make(map[uint32]string)}
-}
-
-func (c *commCache) get(pid uint32, raw []byte) string {
-	if i := bytes.IndexByte(raw, 0); i >= 0 {
-		raw = raw[:i]
-	}
-	if s, ok := c.m[pid]; ok && s == string(raw) {
-		return s
-	}
-	if len(c.m) >= c.max {
-		clear(c.m)
-	}
-	s := string(raw)
-	c.m[pid] = s
-	return s
-}
-
-func (c *commCache) forget(pid uint32) { delete(c.m, pid) }

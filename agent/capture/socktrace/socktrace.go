@@ -19,6 +19,8 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
+
+	"github.com/sightline-io/sightline/agent/capture/bpfevent"
 )
 
 const (
@@ -145,7 +147,7 @@ type Tracer struct {
 	maps   kernelMaps
 	links  []link.Link
 	reader *ringbuf.Reader
-	clock  monoClock
+	clock  bpfevent.MonoClock
 	stats  userStats
 }
 
@@ -162,7 +164,7 @@ func New(cfg Config) (*Tracer, error) {
 	if err := ensureTracefs(cfg.Logger); err != nil {
 		return nil, err
 	}
-	clock, err := newMonoClock()
+	clock, err := bpfevent.NewMonoClock()
 	if err != nil {
 		return nil, err
 	}

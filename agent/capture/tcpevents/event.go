@@ -1,7 +1,6 @@
 package tcpevents
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -205,30 +204,4 @@ func decodeEvent(b []byte, e *Event, wall func(uint64) time.Time, comm func(pid 
 		e.Comm = comm(pid, b[88:104])
 	}
 	return nil
-}
-
-// commCache interns comm strings per pid so steady traffic does not
-// allocate per event. Bounded: cleared when full.
-type commCache struct {
-	max int
-	m   map[uint32]string
-}
-
-func newCommCache(max int) *commCache {
-	return &commCache{max: max, m: make(map[uint32]string)}
-}
-
-func (c *commCache) get(pid uint32, raw []byte) string {
-	if i := bytes.IndexByte(raw, 0); i >= 0 {
-		raw = raw[:i]
-	}
-	if s, ok := c.m[pid]; ok && s == string(raw) {
-		return s
-	}
-	if len(c.m) >= c.max {
-		clear(c.m)
-	}
-	s := string(raw)
-	c.m[pid] = s
-	return s
 }

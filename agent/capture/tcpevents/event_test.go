@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sightline-io/sightline/agent/capture/bpfevent"
 )
 
 func TestEventSizeMatchesC(t *testing.T) {
@@ -55,8 +57,8 @@ func TestDecodeEvent(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var e Event
-			comms := newCommCache(2)
-			err := decodeEvent(tc.b, &e, wall, comms.get)
+			comms := bpfevent.NewCommCache(2)
+			err := decodeEvent(tc.b, &e, wall, comms.Get)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err %v, want %q", err, tc.wantErr)

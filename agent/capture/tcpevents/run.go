@@ -9,7 +9,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
-	"golang.org/x/sys/unix"
+
+	"github.com/sightline-io/sightline/agent/capture/bpfevent"
 )
 
 // Stats are the tracer's counters since New.
@@ -45,8 +46,6 @@ func (t *Tracer) Stats() Stats {
 	return s
 }
 
-const commCacheSize = 4096
-
 // Run reads events until ctx is done or the Tracer is closed (both return
 // nil), calling fn on this goroutine. The *Event is reused: copy it to keep
 // it. A slow fn fills the ring buffer and the kernel drops (Stats).
@@ -57,7 +56,7 @@ func (t *Tracer) Run(ctx context.Context, fn func(*Event)) error {
 		}
 	})
 	defer stop()
-	comms := newCommCache(commCacheSize)
+	comms := bpfevent.NewCommCache(bpfevent.CommCacheSize)
 	var (
 		rec ringbuf.Record
 		ev  Event
@@ -78,7 +77,7 @@ func (t *Tracer) Run(ctx context.Context, fn func(*Event)) error {
 			return fmt.Errorf("read tcp events ring buffer: %w", err)
 		}
 		t.stats.eventsRead.Add(1)
-		if err := decodeEvent(rec.RawSample, &ev, t.clock.wall, comms.get); err != nil {
+		if err := decodeEvent(rec.RawSample, &ev, t.clock.Wall, comms.Get); err != nil {
 			t.stats.decodeErrors.Add(1)
 			t.log.Debug("tcpevents: bad event", "err", err)
 			continue
@@ -86,27 +85,3 @@ func (t *Tracer) Run(ctx context.Context, fn func(*Event)) error {
 		fn(&ev)
 	}
 }
-
-// monoClock converts CLOCK_MONOTONIC ns (bpf_ktime_get_ns) to wall time
-// with an offset sampled once at start.
-type monoClock struct{ offsetNs int64 }
-
-func newMonoClock() (monoClock, error) {
-	best := time.Duration(1<<63 - 1)
-	var c monoClock
-	for range 5 {
-		var ts unix.Timespec
-		before := time.Now()
-		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-			return c, fmt.Errorf("read monotonic clock: %w", err)
-		}
-		after := time.Now()
-		if span := after.Sub(before); span < best {
-			best = span
-			c.offsetNs = before.UnixNano() + int64(span)/2 - ts.Nano()
-		}
-	}
-	return c, nil
-}
-
-func (c monoClock) wall(mono uint64) time.Time { return time.Unix(0, c.offsetNs+int64(mono)) }

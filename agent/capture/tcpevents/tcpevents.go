@@ -29,6 +29,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/sightline-io/sightline/agent/capture/bpfevent"
 )
 
 const (
@@ -89,7 +91,7 @@ type Tracer struct {
 	counts *ebpf.Map
 	links  []link.Link
 	reader *ringbuf.Reader
-	clock  monoClock
+	clock  bpfevent.MonoClock
 	stats  userStats
 }
 
@@ -103,7 +105,7 @@ func New(cfg Config) (*Tracer, error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("remove memlock rlimit: %w", err)
 	}
-	clock, err := newMonoClock()
+	clock, err := bpfevent.NewMonoClock()
 	if err != nil {
 		return nil, err
 	}
