@@ -218,19 +218,14 @@ func New(cfg Config) (*Agent, error) {
 		ExcludePIDs:     cfg.ExcludePIDs,
 	})
 	if err != nil {
-		if a.shipper != nil {
-			a.shipper.Close()
-		}
+		a.release()
 		return nil, fmt.Errorf("agent: socket tracer: %w", err)
 	}
 	a.tracer = tracer
 	if !cfg.DisableTCPEvents {
 		tcp, err := tcpevents.New(tcpevents.Config{Logger: cfg.Logger})
 		if err != nil {
-			tracer.Close()
-			if a.shipper != nil {
-				a.shipper.Close()
-			}
+			a.release()
 			return nil, fmt.Errorf("agent: tcp events tracer: %w", err)
 		}
 		a.tcp, a.tcpSeen, a.owners = tcp, tcpevents.NewCounters(0), newOwners()
@@ -240,13 +235,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if !cfg.Packets.Disable {
 		if err := a.openPackets(); err != nil {
-			tracer.Close()
-			if a.tcp != nil {
-				a.tcp.Close()
-			}
-			if a.shipper != nil {
-				a.shipper.Close()
-			}
+			a.release()
 			return nil, err
 		}
 	}
@@ -435,6 +424,22 @@ type sessionSink struct{ asm *session.Assembler }
 
 func (s sessionSink) Segment(seg *capture.Segment) { s.asm.Feed(seg) }
 func (s sessionSink) Closed(c capture.Closed)      { s.asm.CloseConn(c) }
+
+// release closes what a failed New had opened.
+func (a *Agent) release() {
+	if a.packets != nil {
+		a.packets.Close()
+	}
+	if a.tcp != nil {
+		a.tcp.Close()
+	}
+	if a.tracer != nil {
+		a.tracer.Close()
+	}
+	if a.shipper != nil {
+		a.shipper.Close()
+	}
+}
 
 // openPackets opens the packet capture and the flow table (and, with
 // Packets.L7, a session Assembler of its own for network L7 rows).
