@@ -17,6 +17,7 @@ import (
 
 	"github.com/sightline-io/sightline/internal/promstats"
 	"github.com/sightline-io/sightline/server/api"
+	"github.com/sightline-io/sightline/server/appspans"
 	"github.com/sightline-io/sightline/server/store"
 	"github.com/sightline-io/sightline/server/store/duckdb"
 	"github.com/sightline-io/sightline/wire"
@@ -77,17 +78,22 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return fail(fmt.Errorf("register store metrics: %w", err))
 	}
 	recv, err := wire.NewReceiver(st.InsertL7, wire.ReceiverOptions{Registerer: reg, Logger: cfg.Logger})
-	if err == nil {
-		recv.SetL4Sink(st.InsertL4)
-	}
 	if err != nil {
 		return fail(err)
 	}
+	recv.SetL4Sink(st.InsertL4)
 	s.grpcSrv = wire.NewGRPCServer(recv)
-	s.httpSrv = &http.Server{
-		Handler:           api.NewHandler(st, reg, api.Options{Registerer: reg}),
-		ReadHeaderTimeout: 10 * time.Second,
+	// Application spans (OTLP, Zipkin, SkyWalking) land in l7_flow_log as
+	// c-app/s-app/app rows: OTLP/gRPC on the ingest port, the rest on HTTP.
+	apps := appspans.New(st.InsertL7, appspans.Options{Registerer: reg, Logger: cfg.Logger})
+	apps.RegisterGRPC(s.grpcSrv)
+	mux := http.NewServeMux()
+	mux.Handle("/", api.NewHandler(st, reg, api.Options{Registerer: reg}))
+	for _, p := range []string{appspans.PathOTLPTraces, appspans.PathZipkinSpans,
+		appspans.PathSkyWalkingSegments, appspans.PathSkyWalkingSegment} {
+		mux.Handle(p, apps.Handler())
 	}
+	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { s.serveErr <- s.grpcSrv.Serve(s.grpcLn) }()
 	go func() {
 		if err := s.httpSrv.Serve(s.httpLn); !errors.Is(err, http.ErrServerClosed) {
