@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sightline-io/sightline/server/store"
+	"github.com/sightline-io/sightline/server/trace"
 )
 
 // DefaultMaxBodyBytes bounds a query request body.
@@ -143,6 +144,10 @@ func NewHandler(st store.Store, reg prometheus.Gatherer, opts Options) http.Hand
 	mux.HandleFunc("POST /api/v1/query", h.query)
 	mux.HandleFunc("GET /api/v1/query", h.query)
 	mux.HandleFunc("GET /healthz", h.health)
+	// Trace assembly around any span (?span=<_id>) or by trace id.
+	th := trace.NewHandler(st, trace.Options{})
+	mux.Handle("GET /api/v1/traces", th)
+	mux.Handle("GET /api/v1/traces/{trace_id}", th)
 	if reg != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
