@@ -57,6 +57,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"replay"}, "exactly one capture FILE"},
 		{[]string{"replay", "--format", "csv", "x.pcap"}, `unknown --format "csv"`},
 		{[]string{"up", "--no-such-flag"}, "flag provided but not defined"},
+		{[]string{"trace"}, "give either one TRACE_ID or --span ROW_ID"},
+		{[]string{"trace", "--span", "3", "abc"}, "give either one TRACE_ID or --span ROW_ID"},
+		{[]string{"trace", "--format", "xml", "abc"}, `unknown --format "xml"`},
 	}
 	for _, tt := range tests {
 		code, stdout, stderr := run(tt.args...)
@@ -169,5 +172,40 @@ func TestReplayCommand(t *testing.T) {
 	code, stdout, stderr = run("replay", garbage)
 	if code != 1 || stdout != "" || !strings.Contains(stderr, "not a pcap or pcapng file") {
 		t.Errorf("garbage: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
+
+// TestTraceCommand assembles the trace of two spans sharing a trace id (the
+// second a child of the first) through the real API and prints the tree.
+func TestTraceCommand(t *testing.T) {
+	st, err := duckdb.Open(context.Background(), t.TempDir(), duckdb.Options{Retention: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	t0 := time.Now().UTC()
+	rows := []flowlog.L7FlowLog{
+		{Time: t0, StartTime: t0, EndTime: t0.Add(50 * time.Millisecond), ResponseDuration: 50000, ObservationPoint: "s-app",
+			RequestType: "GET", RequestResource: "/checkout", TraceID: "0af7651916cd43dd8448eb211c80319c", SpanID: "b7ad6b7169203331"},
+		{Time: t0.Add(time.Millisecond), StartTime: t0.Add(time.Millisecond), EndTime: t0.Add(11 * time.Millisecond), ResponseDuration: 10000,
+			ObservationPoint: "c-app", RequestType: "GET", RequestResource: "user:1", L7Protocol: flowlog.L7Redis,
+			TraceID: "0af7651916cd43dd8448eb211c80319c", SpanID: "00f067aa0ba902b7", ParentSpanID: "b7ad6b7169203331"},
+	}
+	if err := st.InsertL7(context.Background(), rows); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api.NewHandler(st, nil, api.Options{}))
+	defer srv.Close()
+	code, stdout, stderr := run("trace", "--server", srv.URL, "0af7651916cd43dd8448eb211c80319c")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	first, second := strings.Index(stdout, "/checkout"), strings.Index(stdout, "user:1")
+	if first < 0 || second < first {
+		t.Fatalf("tree:\n%s", stdout)
+	}
+	code, _, stderr = run("trace", "--server", srv.URL, "ffffffffffffffffffffffffffffffff")
+	if code != 1 || !strings.Contains(stderr, "404") {
+		t.Errorf("unknown trace: exit %d, %q", code, stderr)
 	}
 }
