@@ -8,6 +8,7 @@
 //	P5  replay rows/s per core for each protocol's recorded capture (multiplied).
 //	P6  agent CPU per captured request for Redis and MySQL at a fixed rate.
 //	P7  flow table: replayed packets/s per core and heap bytes per flow at 100K flows.
+//	P8  trace assembly latency (p50/p99) of a 100-span trace in a store of up to 1M rows.
 package main
 
 import (
@@ -24,7 +25,7 @@ import (
 
 func main() {
 	bin := flag.String("bin", "bin/sightline", "sightline binary to measure")
-	only := flag.String("only", "p1,p2,p4,p5,p6,p7", "comma-separated benchmarks to run")
+	only := flag.String("only", "p1,p2,p4,p5,p6,p7,p8", "comma-separated benchmarks to run")
 	rounds := flag.Int("rounds", 3, "alternating with/without rounds for P1 (medians are reported)")
 	duration := flag.Duration("duration", 0, "per-round duration for P1/P2 (0 = defaults)")
 	flag.Parse()
@@ -55,6 +56,8 @@ func main() {
 			err = b.p6(ctx)
 		case "p7":
 			err = b.p7(ctx)
+		case "p8":
+			err = b.p8(ctx)
 		default:
 			err = fmt.Errorf("unknown benchmark %q", name)
 		}
