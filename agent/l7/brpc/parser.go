@@ -8,6 +8,7 @@ import (
 
 	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/l7"
+	"github.com/sightline-io/sightline/agent/l7/pbwire"
 	"github.com/sightline-io/sightline/agent/l7/stream"
 	"github.com/sightline-io/sightline/flowlog"
 )
@@ -150,142 +151,59 @@ func (p *Parser) setNames(m *l7.Message, svc, method []byte) {
 // response (2), correlation_id (4); a truncated or malformed tail sets bad
 // and keeps what came before.
 func decodeMeta(md *meta, b []byte) {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			md.bad = true
-			return
-		}
-		b = b[n:]
+	md.bad = md.bad || !pbwire.Walk(b, func(f pbwire.Field) bool {
 		switch {
-		case num == 1 && typ == protowire.BytesType:
-			v, k := protowire.ConsumeBytes(b)
-			if k < 0 {
-				md.bad = true
-				return
-			}
+		case f.Num == 1 && f.Type == protowire.BytesType:
 			md.request = true
-			decodeRequestMeta(md, v)
-			b = b[k:]
-			continue
-		case num == 2 && typ == protowire.BytesType:
-			v, k := protowire.ConsumeBytes(b)
-			if k < 0 {
-				md.bad = true
-				return
-			}
+			decodeRequestMeta(md, f.Bytes)
+		case f.Num == 2 && f.Type == protowire.BytesType:
 			md.response = true
-			decodeResponseMeta(md, v)
-			b = b[k:]
-			continue
-		case num == 4 && typ == protowire.VarintType:
-			v, k := protowire.ConsumeVarint(b)
-			if k < 0 {
-				md.bad = true
-				return
-			}
-			md.correlationID, md.hasCorrelation = v, true
-			b = b[k:]
-			continue
+			decodeResponseMeta(md, f.Bytes)
+		case f.Num == 4 && f.Type == protowire.VarintType:
+			md.correlationID, md.hasCorrelation = f.Varint, true
 		}
-		k := protowire.ConsumeFieldValue(num, typ, b)
-		if k < 0 {
-			md.bad = true
-			return
-		}
-		b = b[k:]
-	}
+		return true
+	})
 }
 
 // decodeRequestMeta reads RpcRequestMeta: service_name (1), method_name
 // (2), trace_id (4), span_id (5), parent_span_id (6), request_id (7).
 func decodeRequestMeta(md *meta, b []byte) {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			md.bad = true
-			return
-		}
-		b = b[n:]
-		if typ == protowire.BytesType && (num == 1 || num == 2 || num == 7) {
-			v, k := protowire.ConsumeBytes(b)
-			if k < 0 {
-				md.bad = true
-				return
-			}
-			switch num {
+	md.bad = md.bad || !pbwire.Walk(b, func(f pbwire.Field) bool {
+		if f.Type == protowire.BytesType {
+			switch f.Num {
 			case 1:
-				md.service = v
+				md.service = f.Bytes
 			case 2:
-				md.method = v
+				md.method = f.Bytes
 			case 7:
-				md.requestID = v
+				md.requestID = f.Bytes
 			}
-			b = b[k:]
-			continue
+			return true
 		}
-		if typ == protowire.VarintType && num >= 4 && num <= 6 {
-			v, k := protowire.ConsumeVarint(b)
-			if k < 0 {
-				md.bad = true
-				return
-			}
-			switch num {
-			case 4:
-				md.traceID = v
-			case 5:
-				md.spanID = v
-			case 6:
-				md.parentSpanID = v
-			}
-			b = b[k:]
-			continue
+		switch f.Num {
+		case 4:
+			md.traceID = f.Varint
+		case 5:
+			md.spanID = f.Varint
+		case 6:
+			md.parentSpanID = f.Varint
 		}
-		k := protowire.ConsumeFieldValue(num, typ, b)
-		if k < 0 {
-			md.bad = true
-			return
-		}
-		b = b[k:]
-	}
+		return true
+	})
 }
 
 // decodeResponseMeta reads RpcResponseMeta: error_code (1), error_text (2).
 func decodeResponseMeta(md *meta, b []byte) {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			md.bad = true
-			return
-		}
-		b = b[n:]
+	md.bad = md.bad || !pbwire.Walk(b, func(f pbwire.Field) bool {
 		switch {
-		case num == 1 && typ == protowire.VarintType:
-			v, k := protowire.ConsumeVarint(b)
-			if k < 0 {
-				md.bad = true
-				return
-			}
-			md.errorCode = int32(v) // int32: negative values are sign-extended
-			b = b[k:]
-			continue
-		case num == 2 && typ == protowire.BytesType:
-			v, k := protowire.ConsumeBytes(b)
-			if k < 0 {
-				md.bad = true
-				return
-			}
-			md.errorText = v
-			b = b[k:]
-			continue
+		case f.Num == 1 && f.Type == protowire.VarintType:
+			md.errorCode = int32(f.Varint) // int32: negative values are sign-extended
+		case f.Num == 2 && f.Type == protowire.BytesType:
+			md.errorText = f.Bytes
 		}
-		k := protowire.ConsumeFieldValue(num, typ, b)
-		if k < 0 {
-			md.bad = true
-			return
-		}
-		b = b[k:]
-	}
+		return true
+	})
 }
 
 // hex16 formats an id as 16 lower-case hex digits (the width of an

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sightline-io/sightline/agent/capture"
 	"github.com/sightline-io/sightline/agent/l7"
+	"github.com/sightline-io/sightline/agent/l7/pbwire"
 	"github.com/sightline-io/sightline/agent/l7/stream"
 	"github.com/sightline-io/sightline/flowlog"
 )
@@ -150,110 +151,58 @@ func (p *Parser) setNames(m *l7.Message, svc, msg int32) {
 
 // decodeMeta reads RpcMeta as far as it decodes.
 func decodeMeta(md *meta, b []byte) {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			md.bad = true
-			return
-		}
-		b = b[n:]
+	md.bad = md.bad || !pbwire.Walk(b, func(f pbwire.Field) bool {
 		switch {
-		case typ == protowire.VarintType && num >= 1 && num <= 6:
-			v, k := protowire.ConsumeVarint(b)
-			if k < 0 {
-				md.bad = true
-				return
-			}
-			switch num {
+		case f.Type == protowire.VarintType:
+			switch f.Num {
 			case 1:
-				md.direction = int32(v)
+				md.direction = int32(f.Varint)
 			case 2:
-				md.service = int32(v)
+				md.service = int32(f.Varint)
 			case 3:
-				md.msg = int32(v)
+				md.msg = int32(f.Varint)
 			case 4:
-				md.sequence = int32(v)
+				md.sequence = int32(f.Varint)
 			case 6:
-				md.retCode = int32(v)
+				md.retCode = int32(f.Varint)
 			}
-			b = b[k:]
-			continue
-		case typ == protowire.BytesType && num == 7:
-			v, k := protowire.ConsumeBytes(b)
-			if k < 0 {
-				md.bad = true
-				return
-			}
-			decodeTrace(md, v)
-			b = b[k:]
-			continue
+		case f.Num == 7:
+			decodeTrace(md, f.Bytes)
 		}
-		k := protowire.ConsumeFieldValue(num, typ, b)
-		if k < 0 {
-			md.bad = true
-			return
-		}
-		b = b[k:]
-	}
+		return true
+	})
 }
 
 // decodeTrace reads Trace: traceId (2), parentSpanId (3), spanId (4).
 func decodeTrace(md *meta, b []byte) {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			md.bad = true
-			return
-		}
-		b = b[n:]
-		if typ == protowire.BytesType && num >= 2 && num <= 4 {
-			v, k := protowire.ConsumeBytes(b)
-			if k < 0 {
-				md.bad = true
-				return
-			}
-			switch num {
+	md.bad = md.bad || !pbwire.Walk(b, func(f pbwire.Field) bool {
+		if f.Type == protowire.BytesType {
+			switch f.Num {
 			case 2:
-				md.traceID = v
+				md.traceID = f.Bytes
 			case 3:
-				md.parentSpanID = v
+				md.parentSpanID = f.Bytes
 			case 4:
-				md.spanID = v
+				md.spanID = f.Bytes
 			}
-			b = b[k:]
-			continue
 		}
-		k := protowire.ConsumeFieldValue(num, typ, b)
-		if k < 0 {
-			md.bad = true
-			return
-		}
-		b = b[k:]
-	}
+		return true
+	})
 }
 
 // retMsg returns the body's retMsg: by KRPC's convention a response body
 // carries retCode in field 1 and retMsg in field 2. Only valid UTF-8 is
 // taken, so an unrelated field 2 rarely passes for a message.
 func retMsg(b []byte) []byte {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil
+	var out []byte
+	pbwire.Walk(b, func(f pbwire.Field) bool {
+		if f.Num != 2 || f.Type != protowire.BytesType {
+			return true
 		}
-		b = b[n:]
-		if num == 2 && typ == protowire.BytesType {
-			v, k := protowire.ConsumeBytes(b)
-			if k < 0 || !utf8.Valid(v) {
-				return nil
-			}
-			return v[:min(len(v), maxException)]
+		if utf8.Valid(f.Bytes) {
+			out = f.Bytes[:min(len(f.Bytes), maxException)]
 		}
-		k := protowire.ConsumeFieldValue(num, typ, b)
-		if k < 0 {
-			return nil
-		}
-		b = b[k:]
-	}
-	return nil
+		return false
+	})
+	return out
 }
