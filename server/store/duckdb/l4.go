@@ -18,13 +18,8 @@ const (
 	metricsSchema = "flow_metrics"
 )
 
-type l4Column struct {
-	name, typ string
-	value     func(r *flowlog.L4FlowLog) driver.Value
-}
-
 // l4Columns is the single definition of the l4_flow_log schema.
-var l4Columns = []l4Column{
+var l4Columns = []column[flowlog.L4FlowLog]{
 	{"_id", "UBIGINT NOT NULL", func(r *flowlog.L4FlowLog) driver.Value { return r.ID }},
 	{"time", "TIMESTAMP NOT NULL", func(r *flowlog.L4FlowLog) driver.Value { return r.Time }},
 	{"start_time", "TIMESTAMP", func(r *flowlog.L4FlowLog) driver.Value { return r.StartTime }},
@@ -133,15 +128,7 @@ GROUP BY ALL`, unit, clientEstablishFail, serverEstablishFail, transferFail, rst
 // flow_metrics."network.1s" and flow_metrics."network.1m" as in DeepFlow,
 // and network_1s / network_1m, which need no quoting.
 func l4DDL() []string {
-	defs := make([]string, len(l4Columns))
-	for i, c := range l4Columns {
-		defs[i] = quoteIdent(c.name) + " " + c.typ
-	}
-	stmts := []string{fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n\t%s\n)", qualifiedL4Table(), strings.Join(defs, ",\n\t"))}
-	for _, c := range l4Columns {
-		stmts = append(stmts, fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s",
-			qualifiedL4Table(), quoteIdent(c.name), strings.TrimSuffix(c.typ, " NOT NULL")))
-	}
+	stmts := tableDDL(qualifiedL4Table(), l4Columns)
 	stmts = append(stmts, "CREATE SCHEMA IF NOT EXISTS "+quoteIdent(metricsSchema))
 	for _, v := range []struct{ name, unit string }{
 		{"network.1s", "second"}, {"network.1m", "minute"}, {"network_1s", "second"}, {"network_1m", "minute"},
@@ -150,14 +137,6 @@ func l4DDL() []string {
 			quoteIdent(metricsSchema), quoteIdent(v.name), networkView(v.unit)))
 	}
 	return stmts
-}
-
-func l4ColumnNames() []string {
-	names := make([]string, len(l4Columns))
-	for i, c := range l4Columns {
-		names[i] = c.name
-	}
-	return names
 }
 
 // InsertL4 appends rows to l4_flow_log, as InsertL7 does for l7_flow_log
@@ -193,7 +172,7 @@ func (s *Store) appendL4Locked(ctx context.Context, rows []flowlog.L4FlowLog) er
 			s.l4conn = conn
 		}
 		if err := s.l4conn.Raw(func(dc any) error {
-			a, err := duck.NewAppenderWithColumns(dc.(driver.Conn), "", schemaName, l4Table, l4ColumnNames())
+			a, err := duck.NewAppenderWithColumns(dc.(driver.Conn), "", schemaName, l4Table, columnNames(l4Columns))
 			if err != nil {
 				return err
 			}

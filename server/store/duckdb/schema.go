@@ -17,18 +17,19 @@ const (
 	l7Table    = "l7_flow_log"
 )
 
-// column is one l7_flow_log column. Types use names that have a direct
-// ClickHouse counterpart (UBIGINT ~ UInt64, VARCHAR ~ String, MAP ~ Map ...).
-type column struct {
+// column is one column of a table whose rows are R. Types use names that
+// have a direct ClickHouse counterpart (UBIGINT ~ UInt64, VARCHAR ~ String,
+// MAP ~ Map ...).
+type column[R any] struct {
 	name string
 	typ  string
 	// value extracts the column's value from a row for the appender; nil means NULL.
-	value func(r *flowlog.L7FlowLog) driver.Value
+	value func(r *R) driver.Value
 }
 
 // l7Columns is the single definition of the l7_flow_log schema: the DDL, the
 // migration and the appender's column order are all derived from it.
-var l7Columns = []column{
+var l7Columns = []column[flowlog.L7FlowLog]{
 	{"_id", "UBIGINT NOT NULL", func(r *flowlog.L7FlowLog) driver.Value { return r.ID }},
 	{"time", "TIMESTAMP NOT NULL", func(r *flowlog.L7FlowLog) driver.Value { return r.Time }},
 	{"start_time", "TIMESTAMP", func(r *flowlog.L7FlowLog) driver.Value { return r.StartTime }},
@@ -124,25 +125,33 @@ func qualifiedL7Table() string { return quoteIdent(schemaName) + "." + quoteIden
 // add any column missing from a table created by an older version.
 func schemaDDL() []string {
 	stmts := []string{"CREATE SCHEMA IF NOT EXISTS " + quoteIdent(schemaName)}
-	defs := make([]string, len(l7Columns))
-	for i, c := range l7Columns {
-		defs[i] = quoteIdent(c.name) + " " + c.typ
-	}
-	stmts = append(stmts, fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n\t%s\n)",
-		qualifiedL7Table(), strings.Join(defs, ",\n\t")))
-	for _, c := range l7Columns {
-		// Added columns cannot be NOT NULL without a default; old rows read as NULL.
-		typ := strings.TrimSuffix(c.typ, " NOT NULL")
-		stmts = append(stmts, fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s",
-			qualifiedL7Table(), quoteIdent(c.name), typ))
-	}
+	stmts = append(stmts, tableDDL(qualifiedL7Table(), l7Columns)...)
 	return append(stmts, l4DDL()...)
 }
 
-func l7ColumnNames() []string {
-	names := make([]string, len(l7Columns))
-	for i, c := range l7Columns {
+// tableDDL creates a table from its columns and adds any column missing from
+// a table created by an older version.
+func tableDDL[R any](table string, cols []column[R]) []string {
+	defs := make([]string, len(cols))
+	for i, c := range cols {
+		defs[i] = quoteIdent(c.name) + " " + c.typ
+	}
+	stmts := []string{fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n\t%s\n)", table, strings.Join(defs, ",\n\t"))}
+	for _, c := range cols {
+		// Added columns cannot be NOT NULL without a default; old rows read as NULL.
+		stmts = append(stmts, fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s",
+			table, quoteIdent(c.name), strings.TrimSuffix(c.typ, " NOT NULL")))
+	}
+	return stmts
+}
+
+// columnNames lists cols' names in order (the appender's column order).
+func columnNames[R any](cols []column[R]) []string {
+	names := make([]string, len(cols))
+	for i, c := range cols {
 		names[i] = c.name
 	}
 	return names
 }
+
+func l7ColumnNames() []string { return columnNames(l7Columns) }
