@@ -65,12 +65,18 @@ struct active_io {
 	__u8 _pad[2];
 };
 
+/* Per thread, or per goroutine in Go processes (see exec_key). */
 struct thread_state {
 	__u64 trace_id; /* current syscall_trace_id, 0 = none yet */
 	__u64 last_sk;  /* socket of the previous data event */
+	__u64 open_sk;  /* server socket whose request was read and not yet answered */
+	__u64 open_ns;  /* when that request was read */
 	__u8 last_dir;
 	__u8 has_last;
-	__u8 _pad[6];
+	__u8 owned;      /* trace_id came from a request this thread read itself */
+	__u8 event_loop; /* interleaving requests of several server sockets: id 0 until it stops */
+	__u8 weak;       /* trace_id inherited through a futex wake: ends with the first reply */
+	__u8 _pad[3];
 };
 
 struct sock_state {
@@ -78,7 +84,8 @@ struct sock_state {
 	__u32 cap_seq;
 	__u8 l7_state; /* enum l7_state; user space may set L7_SKIP */
 	__u8 l7_hint;
-	__u8 _pad[2];
+	__u8 role; /* enum conn_role from connect/accept, 0 = unknown (see sock_roles) */
+	__u8 _pad[1];
 };
 
 struct scratch {
@@ -159,6 +166,15 @@ struct {
 	__type(key, __u64); /* struct sock pointer */
 	__type(value, struct sock_state);
 } sock_states SEC(".maps");
+
+/* Roles user space inferred for sockets whose connect/accept the agent
+ * did not see (connections older than the agent). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* struct sock pointer */
+	__type(value, __u8);
+} sock_roles SEC(".maps");
 
 /* Source of conn_uid and syscall_trace_id values. Seeded by the loader so
  * ids keep growing across agent restarts within one boot. */
@@ -377,32 +393,150 @@ static __always_inline __u32 copy_iov(struct scratch *s, __u64 iovp, __u32 iovcn
 	return off;
 }
 
-static __always_inline __u64 trace_id_for(__u64 pid_tgid, __u64 sk, __u8 dir)
+/* ---- goroutines ------------------------------------------------------
+ * In Go processes the unit that serves a request is the goroutine, and
+ * goroutines hop between threads, so thread_states is keyed by goroutine
+ * there: key = tgid << 32 | 1 << 31 | goid (31 bits; thread ids stay below
+ * 1 << 22). The running goroutine is R14 (the g register of Go's amd64
+ * register ABI), checked against the user stack pointer so a thread in C
+ * code (cgo) never passes off a stray R14 as a g. */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32); /* tgid */
+	__type(value, struct go_proc);
+} go_procs SEC(".maps");
+
+#define GO_KEY_BIT 0x80000000ULL
+
+static __always_inline __u64 go_key(__u32 tgid, __u64 goid)
 {
-	struct thread_state *ts = bpf_map_lookup_elem(&thread_states, &pid_tgid);
+	return ((__u64)tgid << 32) | GO_KEY_BIT | (goid & 0x7fffffff);
+}
+
+/* goid of the goroutine whose g pointer is g, or 0 when g does not own the
+ * stack that sp is on. */
+static __always_inline __u64 go_goid(struct go_proc *gp, __u64 g, __u64 sp)
+{
+	__u64 stack[2]; /* g.stack.lo, g.stack.hi: the first field of runtime.g */
+	if (!g || bpf_probe_read_user(stack, sizeof(stack), (void *)g))
+		return 0;
+	if (sp && (sp < stack[0] || sp >= stack[1]))
+		return 0;
+	__u64 goid = 0;
+	if (bpf_probe_read_user(&goid, sizeof(goid), (void *)(g + gp->goid_off)))
+		return 0;
+	return goid;
+}
+
+/* Key of the running thread or goroutine for thread_states; *goid is set
+ * for goroutines. */
+static __always_inline __u64 exec_key(__u64 pid_tgid, __u64 *goid)
+{
+	*goid = 0;
+	__u32 tgid = pid_tgid >> 32;
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &tgid);
+	if (!gp)
+		return pid_tgid;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	__u64 g = BPF_CORE_READ(regs, r14);
+	__u64 sp = BPF_CORE_READ(regs, sp);
+	__u64 id = go_goid(gp, g, sp);
+	if (!id) {
+		count(CNT_GO_G_MISS);
+		return pid_tgid;
+	}
+	*goid = id;
+	return go_key(tgid, id);
+}
+
+/* Role of a socket: from its connect/accept when the agent saw it, else
+ * from user space's verdict (sock_roles), else unknown. */
+static __always_inline __u8 sock_role(struct sock_state *ss, __u64 sk)
+{
+	if (ss && ss->role)
+		return ss->role;
+	__u8 *r = bpf_map_lookup_elem(&sock_roles, &sk);
+	return r ? *r : 0;
+}
+
+/* An unanswered request on another, still open server socket, read less
+ * than 10 s ago (a request that never got an answer ages out). */
+static __always_inline bool interleaved(struct thread_state *ts, __u64 sk)
+{
+	if (!ts->open_sk || ts->open_sk == sk)
+		return false;
+	if (bpf_ktime_get_ns() - ts->open_ns > 10000000000ULL)
+		return false;
+	return bpf_map_lookup_elem(&sock_states, &ts->open_sk) != NULL;
+}
+
+/* syscall_trace_id of a data event. A thread (or goroutine) gets a new id
+ * when it reads a new request on a server socket; everything it sends until
+ * the next one carries that id, and so do the replies to its own calls
+ * (ingress on a client socket), so every downstream call of one request
+ * shares the request's id. A thread found interleaving requests of several
+ * server sockets (an event loop: nginx, redis) gets 0 while it does: a
+ * thread-level id would join unrelated requests there. */
+static __always_inline __u64 trace_id_for(__u64 key, __u64 sk, __u8 dir, __u8 role)
+{
+	struct thread_state *ts = bpf_map_lookup_elem(&thread_states, &key);
+	if (!ts) {
+		struct thread_state n = {};
+		/* EEXIST (a racing CPU) is fine: the lookup below finds its entry. */
+		bpf_map_update_elem(&thread_states, &key, &n, BPF_NOEXIST);
+		ts = bpf_map_lookup_elem(&thread_states, &key);
+		if (!ts) {
+			count(CNT_THREAD_STATE_FAIL);
+			return 0;
+		}
+	}
 	__u64 tid = 0;
 	if (dir == DIR_INGRESS) {
-		/* Consecutive reads of one socket are one inbound message. */
-		if (ts && ts->has_last && ts->last_dir == DIR_INGRESS && ts->last_sk == sk &&
-		    ts->trace_id)
+		if (ts->has_last && ts->last_dir == DIR_INGRESS && ts->last_sk == sk && ts->trace_id) {
+			/* Consecutive reads of one socket are one inbound message. */
 			tid = ts->trace_id;
-		else
+		} else if (role == ROLE_CLIENT) {
+			/* The reply to a call this thread made. */
+			tid = ts->trace_id;
+			if (ts->weak) {
+				ts->trace_id = 0;
+				ts->weak = 0;
+			}
+		} else if (role == ROLE_SERVER && interleaved(ts, sk)) {
+			/* A request read while another socket's request is unanswered:
+			 * an event loop. No id until it serves one request at a time. */
+			ts->event_loop = 1;
+			ts->trace_id = 0;
+			ts->owned = 0;
+			ts->open_sk = sk;
+			ts->open_ns = bpf_ktime_get_ns();
+			count(CNT_EVENT_LOOP);
+		} else {
 			tid = next_id();
-	} else if (ts) {
-		tid = ts->trace_id;
-	}
-	if (ts) {
-		ts->trace_id = tid;
-		ts->last_sk = sk;
-		ts->last_dir = dir;
-		ts->has_last = 1;
+			ts->trace_id = tid;
+			ts->owned = 1;
+			ts->weak = 0;
+			ts->event_loop = 0;
+			if (role == ROLE_SERVER) {
+				ts->open_sk = sk;
+				ts->open_ns = bpf_ktime_get_ns();
+			}
+		}
 	} else {
-		struct thread_state n = {
-			.trace_id = tid, .last_sk = sk, .last_dir = dir, .has_last = 1,
-		};
-		if (bpf_map_update_elem(&thread_states, &pid_tgid, &n, BPF_ANY))
-			count(CNT_THREAD_STATE_FAIL);
+		tid = ts->trace_id;
+		if (ts->open_sk == sk) {
+			ts->open_sk = 0;
+			if (ts->event_loop) {
+				/* Its last open request answered: one at a time again. */
+				ts->event_loop = 0;
+			}
+		}
 	}
+	ts->last_sk = sk;
+	ts->last_dir = dir;
+	ts->has_last = 1;
 	return tid;
 }
 
@@ -582,7 +716,6 @@ static __always_inline int exit_io(__u32 syscall, long ret)
 		h->conn_uid = ss->conn_uid;
 		h->cap_seq = __sync_fetch_and_add(&ss->cap_seq, 1);
 	}
-	h->trace_id = trace_id_for(id, (__u64)sk, io.dir);
 
 	__u32 want = bytes;
 	if (want > max_payload)
@@ -615,6 +748,10 @@ static __always_inline int exit_io(__u32 syscall, long ret)
 	}
 	if (ss)
 		h->l7_hint = ss->l7_hint;
+	__u64 goid = 0;
+	__u64 key = exec_key(id, &goid);
+	h->goid = goid;
+	h->trace_id = trace_id_for(key, (__u64)sk, io.dir, sock_role(ss, (__u64)sk));
 	if (bpf_ringbuf_output(&events, s, sizeof(*h) + captured, rb_flags()))
 		count(CNT_RINGBUF_FULL);
 	return 0;
@@ -663,6 +800,7 @@ static __always_inline int conn_opened(__u32 syscall, __u8 role, int fd)
 		 * connection must not carry over. */
 		ss->l7_state = L7_INFER;
 		ss->l7_hint = 0;
+		ss->role = role;
 	}
 	emit_header(&h);
 	return 0;
@@ -926,5 +1064,400 @@ int sched_exit(void *ctx)
 	h.exit_ns = h.enter_ns;
 	bpf_get_current_comm(h.comm, sizeof(h.comm));
 	emit_header(&h);
+	return 0;
+}
+
+/* ---- goroutine probes -------------------------------------------------
+ * Attached by user space to Go binaries only (agent/goinfo finds the
+ * functions through the pclntab, stripped binaries included, and the RET
+ * instructions for return probes: uretprobes corrupt Go stacks, which the
+ * runtime moves). Arguments follow Go's amd64 register ABI: RAX, RBX, RCX,
+ * RDI, RSI, R8, ...; results in RAX, RBX. All of them act only for
+ * processes in go_procs. */
+
+/* newproc1(fn, callergp, callerpc, parked, waitreason) *g runs on the
+ * system stack (R14 is g0), hence callergp; stashed per thread for the
+ * return probes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, __u64); /* callergp */
+} go_newproc SEC(".maps");
+
+SEC("uprobe")
+int go_newproc1(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	if (!bpf_map_lookup_elem(&go_procs, &tgid))
+		return 0;
+	__u64 callergp = ctx->bx;
+	bpf_map_update_elem(&go_newproc, &id, &callergp, BPF_ANY);
+	return 0;
+}
+
+/* At each RET of newproc1: RAX is the new g, whose goid is set by now. A
+ * goroutine starts with its creator's trace id (not owned: a later handoff
+ * may replace it). */
+SEC("uprobe")
+int go_newproc1_ret(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &tgid);
+	__u64 *callergp = bpf_map_lookup_elem(&go_newproc, &id);
+	if (!gp || !callergp)
+		return 0;
+	__u64 parent = go_goid(gp, *callergp, 0);
+	bpf_map_delete_elem(&go_newproc, &id);
+	__u64 child = go_goid(gp, ctx->ax, 0);
+	if (!parent || !child)
+		return 0;
+	__u64 pkey = go_key(tgid, parent);
+	struct thread_state *ps = bpf_map_lookup_elem(&thread_states, &pkey);
+	if (!ps || !ps->trace_id || ps->event_loop)
+		return 0;
+	struct thread_state n = { .trace_id = ps->trace_id };
+	__u64 ckey = go_key(tgid, child);
+	bpf_map_update_elem(&thread_states, &ckey, &n, BPF_ANY);
+	count(CNT_GO_SPAWN);
+	return 0;
+}
+
+/* goexit1 runs on the exiting goroutine: its state goes. */
+SEC("uprobe")
+int go_goexit1(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &tgid);
+	if (!gp)
+		return 0;
+	__u64 goid = go_goid(gp, ctx->r14, ctx->sp);
+	if (!goid)
+		return 0;
+	__u64 key = go_key(tgid, goid);
+	bpf_map_delete_elem(&thread_states, &key);
+	return 0;
+}
+
+/* Channel handoff: a worker goroutine that receives a value a request's
+ * goroutine sent takes on that request's trace id. Values are matched by
+ * identity (channel and the first 16 bytes of the element: a job pointer,
+ * a closure, a request struct), so a worker that takes queued jobs without
+ * blocking still gets the right id. A value sent by two goroutines with
+ * different ids at once is ambiguous and links nothing. */
+struct go_chan_key {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 chan;
+	__u64 v[2];
+};
+
+struct go_chan_val {
+	__u64 trace_id; /* 0: ambiguous */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct go_chan_key);
+	__type(value, struct go_chan_val);
+} go_chan_values SEC(".maps");
+
+/* Receive arguments, per goroutine (a receive that blocks resumes on
+ * another thread). */
+struct go_recv_args {
+	__u64 a; /* chanrecv: hchan; selectgo: cas0 */
+	__u64 b; /* chanrecv: ep;    selectgo: nsends */
+	__u64 c; /* selectgo: nrecvs */
+	__u8 sel;
+	__u8 _pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* go_key */
+	__type(value, struct go_recv_args);
+} go_recv SEC(".maps");
+
+static __always_inline int go_chan_key_of(struct go_proc *gp, __u32 tgid, __u64 c, __u64 ep,
+					  struct go_chan_key *k)
+{
+	if (!c || !ep)
+		return -1;
+	__u16 elemsize = 0;
+	if (bpf_probe_read_user(&elemsize, sizeof(elemsize), (void *)(c + gp->elemsize_off)) || !elemsize)
+		return -1;
+	__builtin_memset(k, 0, sizeof(*k));
+	k->tgid = tgid;
+	k->chan = c;
+	__u32 n = elemsize < 16 ? elemsize : 16;
+	if (n > 16)
+		n = 16;
+	if (bpf_probe_read_user(k->v, n, (void *)ep))
+		return -1;
+	return 0;
+}
+
+static __always_inline void go_chan_sent(struct go_proc *gp, __u32 tgid, __u64 trace_id, __u64 c, __u64 ep)
+{
+	struct go_chan_key k;
+	if (go_chan_key_of(gp, tgid, c, ep, &k))
+		return;
+	struct go_chan_val *old = bpf_map_lookup_elem(&go_chan_values, &k);
+	if (old) {
+		if (old->trace_id != trace_id) {
+			old->trace_id = 0;
+			count(CNT_GO_HANDOFF_AMBIGUOUS);
+		}
+		return;
+	}
+	struct go_chan_val v = { .trace_id = trace_id };
+	bpf_map_update_elem(&go_chan_values, &k, &v, BPF_ANY);
+}
+
+/* Trace id of the running goroutine, 0 when it has none. */
+static __always_inline __u64 go_current_trace(struct go_proc *gp, __u32 tgid, struct pt_regs *ctx, __u64 *key)
+{
+	__u64 goid = go_goid(gp, ctx->r14, ctx->sp);
+	if (!goid)
+		return 0;
+	*key = go_key(tgid, goid);
+	struct thread_state *ts = bpf_map_lookup_elem(&thread_states, key);
+	if (!ts || ts->event_loop)
+		return 0;
+	return ts->trace_id;
+}
+
+/* chansend(c *hchan, ep unsafe.Pointer, block bool, callerpc uintptr) bool */
+SEC("uprobe")
+int go_chansend(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &tgid);
+	if (!gp)
+		return 0;
+	__u64 key = 0;
+	__u64 tid = go_current_trace(gp, tgid, ctx, &key);
+	if (tid)
+		go_chan_sent(gp, tgid, tid, ctx->ax, ctx->bx);
+	return 0;
+}
+
+/* chanrecv(c *hchan, ep unsafe.Pointer, block bool) (selected, received bool) */
+SEC("uprobe")
+int go_chanrecv(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &tgid);
+	if (!gp || !ctx->bx)
+		return 0;
+	__u64 goid = go_goid(gp, ctx->r14, ctx->sp);
+	if (!goid)
+		return 0;
+	__u64 key = go_key(tgid, goid);
+	struct go_recv_args a = { .a = ctx->ax, .b = ctx->bx };
+	bpf_map_update_elem(&go_recv, &key, &a, BPF_ANY);
+	return 0;
+}
+
+/* selectgo(cas0 *scase, order0 *uint16, pc0 *uintptr, nsends, nrecvs int,
+ * block bool) (int, bool): send cases come first in cas0. Sends are
+ * recorded at entry (the receiver may run before selectgo returns). */
+#define GO_MAX_SELECT_SENDS 4
+
+SEC("uprobe")
+int go_selectgo(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &tgid);
+	if (!gp)
+		return 0;
+	__u64 key = 0;
+	__u64 tid = go_current_trace(gp, tgid, ctx, &key);
+	if (!key)
+		return 0;
+	__u64 cas0 = ctx->ax, nsends = ctx->di, nrecvs = ctx->si;
+	if (tid) {
+		for (int i = 0; i < GO_MAX_SELECT_SENDS; i++) {
+			if (i >= nsends)
+				break;
+			__u64 sc[2];
+			if (bpf_probe_read_user(sc, sizeof(sc), (void *)(cas0 + i * gp->scase_size)))
+				break;
+			__u64 ep = 0;
+			if (gp->scase_elem == 8)
+				ep = sc[1];
+			go_chan_sent(gp, tgid, tid, sc[0], ep);
+		}
+	}
+	if (nrecvs) {
+		struct go_recv_args a = { .a = cas0, .b = nsends, .c = nrecvs, .sel = 1 };
+		bpf_map_update_elem(&go_recv, &key, &a, BPF_ANY);
+	}
+	return 0;
+}
+
+/* At each RET of chanrecv and selectgo: the receive is done and its value
+ * is in place. */
+SEC("uprobe")
+int go_recv_ret(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &tgid);
+	if (!gp)
+		return 0;
+	__u64 goid = go_goid(gp, ctx->r14, ctx->sp);
+	if (!goid)
+		return 0;
+	__u64 key = go_key(tgid, goid);
+	struct go_recv_args *ap = bpf_map_lookup_elem(&go_recv, &key);
+	if (!ap)
+		return 0;
+	struct go_recv_args a = *ap;
+	bpf_map_delete_elem(&go_recv, &key);
+	__u64 c = a.a, ep = a.b;
+	if (a.sel) {
+		__u64 chosen = ctx->ax;
+		if (!ctx->bx || chosen < a.b || chosen >= a.b + a.c || chosen > 64)
+			return 0; /* a send, the default case, or nothing received */
+		__u64 sc[2];
+		if (bpf_probe_read_user(sc, sizeof(sc), (void *)(a.a + chosen * gp->scase_size)))
+			return 0;
+		c = sc[0];
+		ep = gp->scase_elem == 8 ? sc[1] : 0;
+	} else if (!(ctx->bx & 0xff)) {
+		return 0; /* received is false: closed channel */
+	}
+	struct go_chan_key k;
+	if (go_chan_key_of(gp, tgid, c, ep, &k))
+		return 0;
+	struct go_chan_val *v = bpf_map_lookup_elem(&go_chan_values, &k);
+	if (!v)
+		return 0;
+	__u64 tid = v->trace_id;
+	bpf_map_delete_elem(&go_chan_values, &k);
+	if (!tid)
+		return 0;
+	struct thread_state *ts = bpf_map_lookup_elem(&thread_states, &key);
+	if (ts) {
+		/* A goroutine serving its own request keeps it: a reply coming
+		 * back over a channel (net/http's readLoop) is not a handoff. */
+		if (ts->owned || ts->event_loop)
+			return 0;
+		ts->trace_id = tid;
+	} else {
+		struct thread_state n = { .trace_id = tid };
+		bpf_map_update_elem(&thread_states, &key, &n, BPF_ANY);
+	}
+	count(CNT_GO_HANDOFF);
+	return 0;
+}
+
+/* ---- thread-pool handoff (other runtimes) -------------------------------
+ * A request thread that has just read its request (its id is fresh: the
+ * last socket event was that read) and wakes a thread parked on a futex
+ * hands it its trace id: the common submit-to-a-pool pattern (Python's
+ * ThreadPoolExecutor, Java executors) wakes an idle worker that way. Only
+ * untimed waits count (timed ones are lock and GIL polling), the wakee must
+ * not own a request itself, one wake hands off once, and the inherited id
+ * ends with the worker's first reply, so a worker that takes a queued job
+ * without blocking carries no id instead of a wrong one. Go processes are
+ * left out: their goroutines are tracked above. */
+#define FUTEX_CMD_MASK 0x7f
+#define FUTEX_WAIT 0
+#define FUTEX_WAKE 1
+#define FUTEX_WAIT_BITSET 9
+#define FUTEX_WAKE_BITSET 10
+
+struct ftx_key {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 uaddr;
+};
+
+struct ftx_wake {
+	__u64 trace_id;
+	__u64 ts;
+};
+
+struct ftx_wait {
+	__u64 uaddr;
+	__u64 ts;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct ftx_key);
+	__type(value, struct ftx_wake);
+} futex_wakes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct ftx_wait);
+} futex_waits SEC(".maps");
+
+SEC("tracepoint/syscalls/sys_enter_futex")
+int enter_futex(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	__u32 op = (__u32)ARG(ctx, 1) & FUTEX_CMD_MASK;
+	if (op != FUTEX_WAKE && op != FUTEX_WAKE_BITSET && op != FUTEX_WAIT && op != FUTEX_WAIT_BITSET)
+		return 0;
+	if (!should_trace(tgid) || bpf_map_lookup_elem(&go_procs, &tgid))
+		return 0;
+	__u64 uaddr = ARG(ctx, 0);
+	if (op == FUTEX_WAIT || op == FUTEX_WAIT_BITSET) {
+		if (ARG(ctx, 3)) /* timed */
+			return 0;
+		struct ftx_wait w = { .uaddr = uaddr, .ts = bpf_ktime_get_ns() };
+		bpf_map_update_elem(&futex_waits, &id, &w, BPF_ANY);
+		return 0;
+	}
+	struct thread_state *ts = bpf_map_lookup_elem(&thread_states, &id);
+	if (!ts || !ts->owned || !ts->trace_id || ts->event_loop || !ts->has_last ||
+	    ts->last_dir != DIR_INGRESS || ts->open_sk != ts->last_sk)
+		return 0;
+	struct ftx_key k = { .tgid = tgid, .uaddr = uaddr };
+	struct ftx_wake w = { .trace_id = ts->trace_id, .ts = bpf_ktime_get_ns() };
+	bpf_map_update_elem(&futex_wakes, &k, &w, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_futex")
+int exit_futex(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct ftx_wait *wp = bpf_map_lookup_elem(&futex_waits, &id);
+	if (!wp)
+		return 0;
+	struct ftx_wait w = *wp;
+	bpf_map_delete_elem(&futex_waits, &id);
+	if (ctx->ret != 0)
+		return 0;
+	struct ftx_key k = { .tgid = id >> 32, .uaddr = w.uaddr };
+	struct ftx_wake *wk = bpf_map_lookup_elem(&futex_wakes, &k);
+	if (!wk || wk->ts < w.ts)
+		return 0;
+	__u64 tid = wk->trace_id;
+	bpf_map_delete_elem(&futex_wakes, &k);
+	struct thread_state *ts = bpf_map_lookup_elem(&thread_states, &id);
+	if (ts) {
+		if (ts->owned || ts->event_loop)
+			return 0;
+		ts->trace_id = tid;
+		ts->weak = 1;
+	} else {
+		struct thread_state n = { .trace_id = tid, .weak = 1 };
+		bpf_map_update_elem(&thread_states, &id, &n, BPF_ANY);
+	}
+	count(CNT_FUTEX_HANDOFF);
 	return 0;
 }

@@ -42,6 +42,12 @@ enum counter {
 	CNT_ARGS_READ_FAIL,       /* msghdr/mmsghdr/sockaddr read failed */
 	CNT_IOV_TRUNCATED,        /* more than MAX_IOV iovecs: payload prefix cut short */
 	CNT_L7_SKIPPED,           /* data events not sent: socket judged not parseable */
+	CNT_EVENT_LOOP,           /* threads found serving interleaved requests: their ids are 0 */
+	CNT_GO_G_MISS,            /* Go process, but the running goroutine could not be read */
+	CNT_GO_SPAWN,             /* goroutines that inherited their creator's trace id */
+	CNT_GO_HANDOFF,           /* channel receives that inherited the sender's trace id */
+	CNT_GO_HANDOFF_AMBIGUOUS, /* channel values sent by two requests at once: not linked */
+	CNT_FUTEX_HANDOFF,        /* threads that inherited a trace id through a futex wake */
 	CNT_MAX,
 };
 
@@ -90,6 +96,16 @@ struct event_header {
 	__u32 syscall;   /* enum syscall_kind */
 	__u8 l7_hint;    /* kernel's guess of the socket's L7 protocol (l7_protocol number), 0 = none */
 	__u8 _pad[3];
+	__u64 goid;      /* goroutine id (Go processes registered in go_procs), 0 = none */
+};
+
+/* Per Go process: where to find what the goroutine probes need, from the
+ * binary's DWARF or the versioned table (agent/goinfo). */
+struct go_proc {
+	__u32 goid_off;     /* runtime.g.goid */
+	__u32 elemsize_off; /* runtime.hchan.elemsize */
+	__u32 scase_size;   /* sizeof(runtime.scase) */
+	__u32 scase_elem;   /* offset of runtime.scase.elem (c is at 0) */
 };
 
 /* Per-socket inference state (struct sock_state.l7_state). */

@@ -47,7 +47,7 @@ func (r Role) String() string {
 
 // headerSize is sizeof(struct event_header); event_test.go checks the
 // offsets below against the bpf2go-generated socketTraceEventHeader.
-const headerSize = 136
+const headerSize = 144
 
 // header is the decoded struct event_header, times still monotonic.
 type header struct {
@@ -66,6 +66,7 @@ type header struct {
 	comm            [16]byte
 	syscall         uint32
 	l7Hint          uint8
+	goid            uint64
 }
 
 var (
@@ -105,6 +106,7 @@ func decodeHeader(b []byte, h *header) (payload []byte, err error) {
 	copy(h.comm[:], b[112:128])
 	h.syscall = le.Uint32(b[128:])
 	h.l7Hint = b[132]
+	h.goid = le.Uint64(b[136:])
 	rest := b[headerSize:]
 	if h.typ != eventData {
 		return nil, nil

@@ -31,7 +31,7 @@ func sampleHeader() socketTraceEventHeader {
 		Type: eventData, Pid: 4242, Tid: 4243, Fd: 7,
 		EnterNs: 1_000_000, ExitNs: 1_000_500, Sock: 0xffff888000001000, ConnUid: 99, TraceId: 1234,
 		Bytes: 5000, Captured: 5, TcpSeq: 0xdeadbeef, CapSeq: 3,
-		Family: afInet, L4: 6, Dir: dirIngress, Lport: 8080, Rport: 51000, Syscall: 1, L7Hint: 20,
+		Family: afInet, L4: 6, Dir: dirIngress, Lport: 8080, Rport: 51000, Syscall: 1, L7Hint: 20, Goid: 77,
 	}
 	copy(h.Laddr[:], []byte{10, 0, 0, 1})
 	copy(h.Raddr[:], []byte{10, 0, 0, 2})
@@ -62,7 +62,7 @@ func TestHeaderLayout(t *testing.T) {
 		h.captured != want.Captured || h.tcpSeq != want.TcpSeq || h.capSeq != want.CapSeq ||
 		h.family != want.Family || h.l4 != want.L4 || h.dir != want.Dir || h.lport != want.Lport ||
 		h.rport != want.Rport || h.laddr != want.Laddr || h.raddr != want.Raddr || h.syscall != want.Syscall ||
-		h.l7Hint != want.L7Hint {
+		h.l7Hint != want.L7Hint || h.goid != want.Goid {
 		t.Errorf("decoded %+v from %+v", h, want)
 	}
 	if string(h.comm[:4]) != "curl" {
@@ -264,7 +264,14 @@ func TestHookTableCoversProgram(t *testing.T) {
 			t.Errorf("program %s is in section %s, hook table says %s", h.prog, p.SectionName, want)
 		}
 	}
-	for name := range spec.Programs {
+	for name, p := range spec.Programs {
+		if p.SectionName == "uprobe" {
+			// Attached per Go binary by AttachGo.
+			if !strings.Contains(goProbeNames, name) {
+				t.Errorf("uprobe program %s is not attached by AttachGo", name)
+			}
+			continue
+		}
 		if !seen[name] {
 			t.Errorf("program %s is never attached", name)
 		}

@@ -54,6 +54,12 @@ type Stats struct {
 	ArgsReadFail     uint64 // msghdr/mmsghdr/sockaddr not read: event lost or peer unknown
 	IOVTruncated     uint64 // more iovecs than walked: payload prefix short
 	L7Skipped        uint64 // data events not sent: the socket is not parseable (TLS, SSH, unknown)
+	EventLoops       uint64 // threads found interleaving requests of several server sockets: their ids are 0
+	GoGMiss          uint64 // data events of Go processes whose running goroutine could not be read
+	GoSpawn          uint64 // goroutines that started with their creator's trace id
+	GoHandoff        uint64 // channel receives that took the sender's trace id
+	GoHandoffAmbig   uint64 // channel values sent under two trace ids at once: not linked
+	FutexHandoff     uint64 // threads that took a trace id through a futex wake
 	// User-space counters.
 	EventsRead   uint64
 	Segments     uint64
@@ -89,7 +95,8 @@ func (t *Tracer) Stats() Stats {
 	dst := []*uint64{
 		&s.RingbufFull, &s.ScratchMiss, &s.ActiveUpdateFail, &s.SockStateFail,
 		&s.ThreadStateFail, &s.PayloadReadFail, &s.ArgsReadFail, &s.IOVTruncated,
-		&s.L7Skipped,
+		&s.L7Skipped, &s.EventLoops, &s.GoGMiss, &s.GoSpawn, &s.GoHandoff, &s.GoHandoffAmbig,
+		&s.FutexHandoff,
 	}
 	var perCPU []uint64
 	for i, d := range dst {
@@ -180,6 +187,7 @@ func (d *decoder) dispatch(b []byte, h Handler, st *userStats) error {
 			FD:             hd.fd,
 			CapSeq:         hd.capSeq,
 			SyscallTraceID: hd.traceID,
+			Coroutine:      hd.goid,
 			Socket:         hd.sock,
 			ProtoHint:      hd.l7Hint,
 		}

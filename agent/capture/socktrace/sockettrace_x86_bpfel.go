@@ -52,6 +52,56 @@ type socketTraceEventHeader struct {
 	Syscall  uint32
 	L7Hint   uint8
 	Pad      [3]uint8
+	Goid     uint64
+}
+
+type socketTraceFtxKey struct {
+	_     structs.HostLayout
+	Tgid  uint32
+	Pad   uint32
+	Uaddr uint64
+}
+
+type socketTraceFtxWait struct {
+	_     structs.HostLayout
+	Uaddr uint64
+	Ts    uint64
+}
+
+type socketTraceFtxWake struct {
+	_       structs.HostLayout
+	TraceId uint64
+	Ts      uint64
+}
+
+type socketTraceGoChanKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Chan uint64
+	V    [2]uint64
+}
+
+type socketTraceGoChanVal struct {
+	_       structs.HostLayout
+	TraceId uint64
+}
+
+type socketTraceGoProc struct {
+	_           structs.HostLayout
+	GoidOff     uint32
+	ElemsizeOff uint32
+	ScaseSize   uint32
+	ScaseElem   uint32
+}
+
+type socketTraceGoRecvArgs struct {
+	_   structs.HostLayout
+	A   uint64
+	B   uint64
+	C   uint64
+	Sel uint8
+	Pad [7]uint8
 }
 
 type socketTracePendingFd struct {
@@ -72,16 +122,22 @@ type socketTraceSockState struct {
 	CapSeq  uint32
 	L7State uint8
 	L7Hint  uint8
-	Pad     [2]uint8
+	Role    uint8
+	Pad     [1]uint8
 }
 
 type socketTraceThreadState struct {
-	_       structs.HostLayout
-	TraceId uint64
-	LastSk  uint64
-	LastDir uint8
-	HasLast uint8
-	Pad     [6]uint8
+	_         structs.HostLayout
+	TraceId   uint64
+	LastSk    uint64
+	OpenSk    uint64
+	OpenNs    uint64
+	LastDir   uint8
+	HasLast   uint8
+	Owned     uint8
+	EventLoop uint8
+	Weak      uint8
+	Pad       [3]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -92,14 +148,22 @@ const (
 	socketTraceMapCounters       = "counters"
 	socketTraceMapEvents         = "events"
 	socketTraceMapExcludedPids   = "excluded_pids"
+	socketTraceMapFutexWaits     = "futex_waits"
+	socketTraceMapFutexWakes     = "futex_wakes"
+	socketTraceMapGoChanValues   = "go_chan_values"
+	socketTraceMapGoNewproc      = "go_newproc"
+	socketTraceMapGoProcs        = "go_procs"
+	socketTraceMapGoRecv         = "go_recv"
 	socketTraceMapIdCounter      = "id_counter"
 	socketTraceMapPendingConnect = "pending_connect"
 	socketTraceMapScratchBuf     = "scratch_buf"
+	socketTraceMapSockRoles      = "sock_roles"
 	socketTraceMapSockStates     = "sock_states"
 	socketTraceMapThreadStates   = "thread_states"
 	socketTraceMapTracedPids     = "traced_pids"
 	socketTraceProgEnterClose    = "enter_close"
 	socketTraceProgEnterConnect  = "enter_connect"
+	socketTraceProgEnterFutex    = "enter_futex"
 	socketTraceProgEnterRead     = "enter_read"
 	socketTraceProgEnterReadv    = "enter_readv"
 	socketTraceProgEnterRecvfrom = "enter_recvfrom"
@@ -113,6 +177,7 @@ const (
 	socketTraceProgExitAccept    = "exit_accept"
 	socketTraceProgExitAccept4   = "exit_accept4"
 	socketTraceProgExitConnect   = "exit_connect"
+	socketTraceProgExitFutex     = "exit_futex"
 	socketTraceProgExitRead      = "exit_read"
 	socketTraceProgExitReadv     = "exit_readv"
 	socketTraceProgExitRecvfrom  = "exit_recvfrom"
@@ -123,6 +188,13 @@ const (
 	socketTraceProgExitSendto    = "exit_sendto"
 	socketTraceProgExitWrite     = "exit_write"
 	socketTraceProgExitWritev    = "exit_writev"
+	socketTraceProgGoChanrecv    = "go_chanrecv"
+	socketTraceProgGoChansend    = "go_chansend"
+	socketTraceProgGoGoexit1     = "go_goexit1"
+	socketTraceProgGoNewproc1    = "go_newproc1"
+	socketTraceProgGoNewproc1Ret = "go_newproc1_ret"
+	socketTraceProgGoRecvRet     = "go_recv_ret"
+	socketTraceProgGoSelectgo    = "go_selectgo"
 	socketTraceProgSchedExec     = "sched_exec"
 	socketTraceProgSchedExit     = "sched_exit"
 	socketTraceVarMaxPayload     = "max_payload"
@@ -174,6 +246,7 @@ type socketTraceSpecs struct {
 type socketTraceProgramSpecs struct {
 	EnterClose    *ebpf.ProgramSpec `ebpf:"enter_close"`
 	EnterConnect  *ebpf.ProgramSpec `ebpf:"enter_connect"`
+	EnterFutex    *ebpf.ProgramSpec `ebpf:"enter_futex"`
 	EnterRead     *ebpf.ProgramSpec `ebpf:"enter_read"`
 	EnterReadv    *ebpf.ProgramSpec `ebpf:"enter_readv"`
 	EnterRecvfrom *ebpf.ProgramSpec `ebpf:"enter_recvfrom"`
@@ -187,6 +260,7 @@ type socketTraceProgramSpecs struct {
 	ExitAccept    *ebpf.ProgramSpec `ebpf:"exit_accept"`
 	ExitAccept4   *ebpf.ProgramSpec `ebpf:"exit_accept4"`
 	ExitConnect   *ebpf.ProgramSpec `ebpf:"exit_connect"`
+	ExitFutex     *ebpf.ProgramSpec `ebpf:"exit_futex"`
 	ExitRead      *ebpf.ProgramSpec `ebpf:"exit_read"`
 	ExitReadv     *ebpf.ProgramSpec `ebpf:"exit_readv"`
 	ExitRecvfrom  *ebpf.ProgramSpec `ebpf:"exit_recvfrom"`
@@ -197,6 +271,13 @@ type socketTraceProgramSpecs struct {
 	ExitSendto    *ebpf.ProgramSpec `ebpf:"exit_sendto"`
 	ExitWrite     *ebpf.ProgramSpec `ebpf:"exit_write"`
 	ExitWritev    *ebpf.ProgramSpec `ebpf:"exit_writev"`
+	GoChanrecv    *ebpf.ProgramSpec `ebpf:"go_chanrecv"`
+	GoChansend    *ebpf.ProgramSpec `ebpf:"go_chansend"`
+	GoGoexit1     *ebpf.ProgramSpec `ebpf:"go_goexit1"`
+	GoNewproc1    *ebpf.ProgramSpec `ebpf:"go_newproc1"`
+	GoNewproc1Ret *ebpf.ProgramSpec `ebpf:"go_newproc1_ret"`
+	GoRecvRet     *ebpf.ProgramSpec `ebpf:"go_recv_ret"`
+	GoSelectgo    *ebpf.ProgramSpec `ebpf:"go_selectgo"`
 	SchedExec     *ebpf.ProgramSpec `ebpf:"sched_exec"`
 	SchedExit     *ebpf.ProgramSpec `ebpf:"sched_exit"`
 }
@@ -209,9 +290,16 @@ type socketTraceMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	ExcludedPids   *ebpf.MapSpec `ebpf:"excluded_pids"`
+	FutexWaits     *ebpf.MapSpec `ebpf:"futex_waits"`
+	FutexWakes     *ebpf.MapSpec `ebpf:"futex_wakes"`
+	GoChanValues   *ebpf.MapSpec `ebpf:"go_chan_values"`
+	GoNewproc      *ebpf.MapSpec `ebpf:"go_newproc"`
+	GoProcs        *ebpf.MapSpec `ebpf:"go_procs"`
+	GoRecv         *ebpf.MapSpec `ebpf:"go_recv"`
 	IdCounter      *ebpf.MapSpec `ebpf:"id_counter"`
 	PendingConnect *ebpf.MapSpec `ebpf:"pending_connect"`
 	ScratchBuf     *ebpf.MapSpec `ebpf:"scratch_buf"`
+	SockRoles      *ebpf.MapSpec `ebpf:"sock_roles"`
 	SockStates     *ebpf.MapSpec `ebpf:"sock_states"`
 	ThreadStates   *ebpf.MapSpec `ebpf:"thread_states"`
 	TracedPids     *ebpf.MapSpec `ebpf:"traced_pids"`
@@ -250,9 +338,16 @@ type socketTraceMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
 	ExcludedPids   *ebpf.Map `ebpf:"excluded_pids"`
+	FutexWaits     *ebpf.Map `ebpf:"futex_waits"`
+	FutexWakes     *ebpf.Map `ebpf:"futex_wakes"`
+	GoChanValues   *ebpf.Map `ebpf:"go_chan_values"`
+	GoNewproc      *ebpf.Map `ebpf:"go_newproc"`
+	GoProcs        *ebpf.Map `ebpf:"go_procs"`
+	GoRecv         *ebpf.Map `ebpf:"go_recv"`
 	IdCounter      *ebpf.Map `ebpf:"id_counter"`
 	PendingConnect *ebpf.Map `ebpf:"pending_connect"`
 	ScratchBuf     *ebpf.Map `ebpf:"scratch_buf"`
+	SockRoles      *ebpf.Map `ebpf:"sock_roles"`
 	SockStates     *ebpf.Map `ebpf:"sock_states"`
 	ThreadStates   *ebpf.Map `ebpf:"thread_states"`
 	TracedPids     *ebpf.Map `ebpf:"traced_pids"`
@@ -264,9 +359,16 @@ func (m *socketTraceMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.ExcludedPids,
+		m.FutexWaits,
+		m.FutexWakes,
+		m.GoChanValues,
+		m.GoNewproc,
+		m.GoProcs,
+		m.GoRecv,
 		m.IdCounter,
 		m.PendingConnect,
 		m.ScratchBuf,
+		m.SockRoles,
 		m.SockStates,
 		m.ThreadStates,
 		m.TracedPids,
@@ -288,6 +390,7 @@ type socketTraceVariables struct {
 type socketTracePrograms struct {
 	EnterClose    *ebpf.Program `ebpf:"enter_close"`
 	EnterConnect  *ebpf.Program `ebpf:"enter_connect"`
+	EnterFutex    *ebpf.Program `ebpf:"enter_futex"`
 	EnterRead     *ebpf.Program `ebpf:"enter_read"`
 	EnterReadv    *ebpf.Program `ebpf:"enter_readv"`
 	EnterRecvfrom *ebpf.Program `ebpf:"enter_recvfrom"`
@@ -301,6 +404,7 @@ type socketTracePrograms struct {
 	ExitAccept    *ebpf.Program `ebpf:"exit_accept"`
 	ExitAccept4   *ebpf.Program `ebpf:"exit_accept4"`
 	ExitConnect   *ebpf.Program `ebpf:"exit_connect"`
+	ExitFutex     *ebpf.Program `ebpf:"exit_futex"`
 	ExitRead      *ebpf.Program `ebpf:"exit_read"`
 	ExitReadv     *ebpf.Program `ebpf:"exit_readv"`
 	ExitRecvfrom  *ebpf.Program `ebpf:"exit_recvfrom"`
@@ -311,6 +415,13 @@ type socketTracePrograms struct {
 	ExitSendto    *ebpf.Program `ebpf:"exit_sendto"`
 	ExitWrite     *ebpf.Program `ebpf:"exit_write"`
 	ExitWritev    *ebpf.Program `ebpf:"exit_writev"`
+	GoChanrecv    *ebpf.Program `ebpf:"go_chanrecv"`
+	GoChansend    *ebpf.Program `ebpf:"go_chansend"`
+	GoGoexit1     *ebpf.Program `ebpf:"go_goexit1"`
+	GoNewproc1    *ebpf.Program `ebpf:"go_newproc1"`
+	GoNewproc1Ret *ebpf.Program `ebpf:"go_newproc1_ret"`
+	GoRecvRet     *ebpf.Program `ebpf:"go_recv_ret"`
+	GoSelectgo    *ebpf.Program `ebpf:"go_selectgo"`
 	SchedExec     *ebpf.Program `ebpf:"sched_exec"`
 	SchedExit     *ebpf.Program `ebpf:"sched_exit"`
 }
@@ -319,6 +430,7 @@ func (p *socketTracePrograms) Close() error {
 	return _SocketTraceClose(
 		p.EnterClose,
 		p.EnterConnect,
+		p.EnterFutex,
 		p.EnterRead,
 		p.EnterReadv,
 		p.EnterRecvfrom,
@@ -332,6 +444,7 @@ func (p *socketTracePrograms) Close() error {
 		p.ExitAccept,
 		p.ExitAccept4,
 		p.ExitConnect,
+		p.ExitFutex,
 		p.ExitRead,
 		p.ExitReadv,
 		p.ExitRecvfrom,
@@ -342,6 +455,13 @@ func (p *socketTracePrograms) Close() error {
 		p.ExitSendto,
 		p.ExitWrite,
 		p.ExitWritev,
+		p.GoChanrecv,
+		p.GoChansend,
+		p.GoGoexit1,
+		p.GoNewproc1,
+		p.GoNewproc1Ret,
+		p.GoRecvRet,
+		p.GoSelectgo,
 		p.SchedExec,
 		p.SchedExit,
 	)

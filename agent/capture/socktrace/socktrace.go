@@ -9,6 +9,7 @@ package socktrace
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/bits"
 	"os"
@@ -135,6 +136,8 @@ var hookTable = []hook{
 	{"exit_accept", "syscalls", "sys_exit_accept"},
 	{"exit_accept4", "syscalls", "sys_exit_accept4"},
 	{"enter_close", "syscalls", "sys_enter_close"},
+	{"enter_futex", "syscalls", "sys_enter_futex"},
+	{"exit_futex", "syscalls", "sys_exit_futex"},
 	{"sched_exec", "sched", "sched_process_exec"},
 	{"sched_exit", "sched", "sched_process_exit"},
 }
@@ -267,6 +270,7 @@ func (t *Tracer) load() error {
 // kernelMaps are the maps user space touches.
 type kernelMaps struct {
 	events, counters, idCounter, excludedPIDs, tracedPIDs, sockStates *ebpf.Map
+	sockRoles, goProcs                                                *ebpf.Map
 }
 
 func lookupMaps(coll *ebpf.Collection) (kernelMaps, error) {
@@ -278,6 +282,8 @@ func lookupMaps(coll *ebpf.Collection) (kernelMaps, error) {
 		"excluded_pids": &m.excludedPIDs,
 		"traced_pids":   &m.tracedPIDs,
 		"sock_states":   &m.sockStates,
+		"sock_roles":    &m.sockRoles,
+		"go_procs":      &m.goProcs,
 	} {
 		mp, ok := coll.Maps[name]
 		if !ok {
@@ -383,4 +389,113 @@ func (t *Tracer) SkipSocket(sock uint64) error {
 		return fmt.Errorf("socktrace: skip socket: %w", err)
 	}
 	return nil
+}
+
+// SetSocketRole records which side of a connection this socket is, for a
+// socket whose connect or accept the tracer did not see (a connection older
+// than the agent): user space learned it from the protocol. The kernel uses
+// it to keep a thread's syscall_trace_id across the replies to its own calls.
+func (t *Tracer) SetSocketRole(sock uint64, role Role) error {
+	if err := t.maps.sockRoles.Put(sock, uint8(role)); err != nil {
+		return fmt.Errorf("socktrace: set socket role: %w", err)
+	}
+	return nil
+}
+
+// GoProc tells the kernel where the goroutine probes find their fields in one
+// Go process (agent/goinfo reads them from the binary).
+type GoProc struct {
+	GoidOffset     uint32 // runtime.g.goid
+	ElemsizeOffset uint32 // runtime.hchan.elemsize
+	ScaseSize      uint32 // sizeof(runtime.scase)
+	ScaseElem      uint32 // offset of runtime.scase.elem
+}
+
+// RegisterGoProcess makes the kernel key trace state by goroutine for pid and
+// lets the goroutine probes act for it.
+func (t *Tracer) RegisterGoProcess(pid uint32, p GoProc) error {
+	v := socketTraceGoProc{GoidOff: p.GoidOffset, ElemsizeOff: p.ElemsizeOffset, ScaseSize: p.ScaseSize, ScaseElem: p.ScaseElem}
+	if err := t.maps.goProcs.Put(pid, &v); err != nil {
+		return fmt.Errorf("socktrace: register go process %d: %w", pid, err)
+	}
+	return nil
+}
+
+// UnregisterGoProcess forgets pid (it exited). Unknown pids are not an error.
+func (t *Tracer) UnregisterGoProcess(pid uint32) error {
+	if err := t.maps.goProcs.Delete(pid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("socktrace: unregister go process %d: %w", pid, err)
+	}
+	return nil
+}
+
+// GoProbes are the file offsets (as link.UprobeOptions.Address expects) of the
+// Go runtime functions the goroutine probes watch in one binary. Returns are
+// the offsets of their RET instructions: Go binaries never get uretprobes.
+type GoProbes struct {
+	Newproc1, Goexit1, Chansend, Chanrecv, Selectgo   uint64
+	Newproc1Returns, ChanrecvReturns, SelectgoReturns []uint64
+}
+
+// AttachGo puts the goroutine probes on the Go binary at path, for every
+// process running it. Close the returned closer to detach them. Nothing
+// stays attached when an error is returned.
+func (t *Tracer) AttachGo(path string, p GoProbes) (io.Closer, error) {
+	ex, err := link.OpenExecutable(path)
+	if err != nil {
+		return nil, fmt.Errorf("socktrace: open %s: %w", path, err)
+	}
+	var ls multiLink
+	add := func(progName string, addrs ...uint64) error {
+		prog, ok := t.coll.Programs[progName]
+		if !ok {
+			return fmt.Errorf("socktrace: program %s not loaded", progName)
+		}
+		for _, a := range addrs {
+			l, err := ex.Uprobe("", prog, &link.UprobeOptions{Address: a})
+			if err != nil {
+				return fmt.Errorf("socktrace: uprobe %s at %#x in %s: %w", progName, a, path, err)
+			}
+			ls = append(ls, l)
+		}
+		return nil
+	}
+	steps := []struct {
+		prog  string
+		addrs []uint64
+	}{
+		{"go_newproc1", []uint64{p.Newproc1}}, // names also in goProbeNames
+		{"go_newproc1_ret", p.Newproc1Returns},
+		{"go_goexit1", []uint64{p.Goexit1}},
+		{"go_chansend", []uint64{p.Chansend}},
+		{"go_chanrecv", []uint64{p.Chanrecv}},
+		{"go_recv_ret", append(append([]uint64(nil), p.ChanrecvReturns...), p.SelectgoReturns...)},
+		{"go_selectgo", []uint64{p.Selectgo}},
+	}
+	for _, s := range steps {
+		if len(s.addrs) == 0 || s.addrs[0] == 0 {
+			ls.Close()
+			return nil, fmt.Errorf("socktrace: %s: no address in %s", s.prog, path)
+		}
+		if err := add(s.prog, s.addrs...); err != nil {
+			ls.Close()
+			return nil, err
+		}
+	}
+	return ls, nil
+}
+
+// goProbeNames lists the uprobe programs AttachGo attaches (a test checks
+// every uprobe program of the object is among them).
+const goProbeNames = "go_newproc1 go_newproc1_ret go_goexit1 go_chansend go_chanrecv go_recv_ret go_selectgo"
+
+// multiLink closes a set of links together.
+type multiLink []link.Link
+
+func (m multiLink) Close() error {
+	var errs []error
+	for _, l := range m {
+		errs = append(errs, l.Close())
+	}
+	return errors.Join(errs...)
 }

@@ -696,3 +696,82 @@ func TestTCPSeqReadThroughFIN(t *testing.T) {
 		t.Errorf("egress seq %d, ingress seq %d", out.TCPSeq, in.TCPSeq)
 	}
 }
+
+// TestSyscallTraceIDAcrossCalls: a server thread's downstream calls and
+// their replies keep the request's id (the reply arrives on a client
+// socket), so every call it makes joins the request; a thread that reads a
+// second request before answering the first (an event loop) gets no id.
+func TestSyscallTraceIDAcrossCalls(t *testing.T) {
+	rec := sharedTracer(t)
+	front, frontSrv := tcpPair(t, "tcp4", "127.0.0.1:0")
+	down, downSrv := tcpPair(t, "tcp4", "127.0.0.1:0")
+	other, otherSrv := tcpPair(t, "tcp4", "127.0.0.1:0")
+	fport, fsport := port(front.LocalAddr()), port(frontSrv.LocalAddr())
+	dport, dsport := port(down.LocalAddr()), port(downSrv.LocalAddr())
+	oport, osport := port(other.LocalAddr()), port(otherSrv.LocalAddr())
+	raw := func(c *net.TCPConn) syscallConn {
+		rc, err := c.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rc
+	}
+	srv, dn, oth := raw(frontSrv), raw(down), raw(otherSrv)
+	read := func(rc syscallConn, n int) {
+		doRead(t, rc, func(fd int) (int, error) { return unix.Read(fd, make([]byte, n)) })
+	}
+	write := func(rc syscallConn, b string) {
+		doWrite(t, rc, func(fd int) (int, error) { return unix.Write(fd, []byte(b)) })
+	}
+	peer := func(c *net.TCPConn, b string) {
+		done := make(chan struct{})
+		go func() {
+			if _, err := c.Write([]byte(b)); err != nil {
+				t.Error(err)
+			}
+			close(done)
+		}()
+		<-done
+	}
+	if _, err := front.Write([]byte("REQ1")); err != nil {
+		t.Fatal(err)
+	}
+	onThread(func() {
+		read(srv, 4)          // request on the server socket: new id
+		write(dn, "CALL")     // downstream call
+		peer(downSrv, "RPLY") // the downstream server answers
+		read(dn, 4)           // reply on the client socket: same id
+		write(dn, "CAL2")     // second call
+		write(srv, "RSP1")    // answer
+		peer(front, "REQA")   // two requests arrive on two sockets
+		peer(other, "REQB")
+		read(srv, 4) // A
+		read(oth, 4) // B before A is answered: an event loop
+		write(oth, "RSPB")
+	})
+	seg := func(what string, a, b uint16, dir capture.Direction, d string) capture.Segment {
+		return rec.waitSegment(t, what, byConn(a, b, dir, []byte(d)))
+	}
+	req := seg("request", fsport, fport, capture.BtoA, "REQ1")
+	call := seg("call", dport, dsport, capture.AtoB, "CALL")
+	reply := seg("reply", dport, dsport, capture.BtoA, "RPLY")
+	call2 := seg("second call", dport, dsport, capture.AtoB, "CAL2")
+	resp := seg("response", fsport, fport, capture.AtoB, "RSP1")
+	if req.SyscallTraceID == 0 {
+		t.Fatal("request opened no id")
+	}
+	for _, s := range []capture.Segment{call, reply, call2, resp} {
+		if s.SyscallTraceID != req.SyscallTraceID {
+			t.Errorf("%q: id %d, want the request's %d", s.Data, s.SyscallTraceID, req.SyscallTraceID)
+		}
+	}
+	a := seg("request A", fsport, fport, capture.BtoA, "REQA")
+	b := seg("request B", osport, oport, capture.BtoA, "REQB")
+	rb := seg("response B", osport, oport, capture.AtoB, "RSPB")
+	if a.SyscallTraceID == 0 || a.SyscallTraceID == req.SyscallTraceID {
+		t.Errorf("request A id %d (first request %d)", a.SyscallTraceID, req.SyscallTraceID)
+	}
+	if b.SyscallTraceID != 0 || rb.SyscallTraceID != 0 {
+		t.Errorf("interleaved request B got ids %d/%d, want 0", b.SyscallTraceID, rb.SyscallTraceID)
+	}
+}
