@@ -24,6 +24,7 @@ import (
 	"github.com/sightline-io/sightline/agent/capture/netcap"
 	"github.com/sightline-io/sightline/agent/capture/socktrace"
 	"github.com/sightline-io/sightline/agent/capture/tcpevents"
+	"github.com/sightline-io/sightline/agent/gotrack"
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/agent/procinfo"
 	"github.com/sightline-io/sightline/agent/reorder"
@@ -77,6 +78,10 @@ type Config struct {
 	// DisableTCPEvents turns off the TCP lifecycle tracer (connects, failed
 	// connects, retransmits and resets per process, on /metrics).
 	DisableTCPEvents bool
+	// DisableGoTracking turns off goroutine tracking (uprobes on the Go
+	// runtime of every Go process): Go services then get thread-level
+	// syscall_trace_ids, which goroutines make unreliable.
+	DisableGoTracking bool
 	// Registerer receives the agent's metrics (nil: none).
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -109,6 +114,7 @@ type Agent struct {
 	log     *slog.Logger
 	tracer  *socktrace.Tracer
 	tcp     *tcpevents.Tracer // nil when disabled
+	goTrack *gotrack.Tracker  // nil when disabled
 	packets *afpacket.Capture // nil when disabled
 	netPipe *netcap.Pipeline
 	flows   *flow.Table
@@ -207,6 +213,7 @@ func New(cfg Config) (*Agent, error) {
 		Host:      cfg.Host,
 		Logger:    cfg.Logger,
 		Verdict:   a.verdict,
+		Role:      a.socketRole,
 	}, a.emit)
 
 	a.order = reorder.New(reorder.Config{Window: cfg.ReorderWindow}, sessionSink{a.asm})
@@ -231,6 +238,12 @@ func New(cfg Config) (*Agent, error) {
 		a.tcp, a.tcpSeen, a.owners = tcp, tcpevents.NewCounters(0), newOwners()
 		if cfg.Registerer != nil {
 			cfg.Registerer.MustRegister(tcpevents.NewCollector(a.tcpSeen, 0, tcp.Stats))
+		}
+	}
+	if !cfg.DisableGoTracking {
+		a.goTrack = gotrack.New(a.tracer, gotrack.Config{Logger: cfg.Logger})
+		if cfg.Registerer != nil {
+			cfg.Registerer.MustRegister(promstats.New("sightline_agent_gotrack", func() any { return a.goTrack.Stats() }))
 		}
 	}
 	if !cfg.Packets.Disable {
@@ -278,6 +291,18 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 	} else {
 		close(tcpDone)
+	}
+	if a.goTrack != nil {
+		goCtx, stopGo := context.WithCancel(ctx)
+		goDone := make(chan struct{})
+		// Probes come off before the tracer closes (defers run last first).
+		defer func() { stopGo(); <-goDone }()
+		go func() {
+			defer close(goDone)
+			if err := a.goTrack.Run(goCtx); err != nil {
+				a.log.Warn("agent: goroutine tracking stopped", "err", err)
+			}
+		}()
 	}
 	packetsDone := make(chan struct{})
 	defer func() { <-packetsDone }() // after the Close below: Close ends Run
@@ -393,6 +418,22 @@ func (a *Agent) verdict(seg *capture.Segment, p l7.Protocol) {
 	a.stats.socketsSkipped.Add(1)
 }
 
+// socketRole tells the kernel which side a socket is once a row shows it,
+// so replies on connections older than the agent keep the thread's
+// syscall_trace_id. Runs under a.mu.
+func (a *Agent) socketRole(sock uint64, client bool) {
+	if a.tracer == nil {
+		return
+	}
+	role := socktrace.RoleServer
+	if client {
+		role = socktrace.RoleClient
+	}
+	if err := a.tracer.SetSocketRole(sock, role); err != nil {
+		a.stats.skipErrors.Add(1)
+	}
+}
+
 // handler adapts the Agent to socktrace.Handler.
 type handler struct{ a *Agent }
 
@@ -410,10 +451,18 @@ func (h handler) Closed(c capture.Closed) {
 
 func (h handler) ConnOpened(socktrace.ConnInfo) {}
 
-func (h handler) ProcessExec(pid uint32) { h.a.procs.Invalidate(pid) }
+func (h handler) ProcessExec(pid uint32) {
+	h.a.procs.Invalidate(pid)
+	if h.a.goTrack != nil {
+		h.a.goTrack.ProcessExec(pid)
+	}
+}
 
 func (h handler) ProcessExit(pid uint32) {
 	h.a.procs.Forget(pid)
+	if h.a.goTrack != nil {
+		h.a.goTrack.ProcessExit(pid)
+	}
 	if h.a.tcpSeen != nil {
 		h.a.tcpSeen.Retire(pid)
 	}

@@ -24,6 +24,10 @@ type conn struct {
 	// Process identity (eBPF): the latest seen, since a socket outlives fork.
 	pid  uint32
 	comm string
+	// socket is the kernel's key for the socket (eBPF), roleTold whether
+	// Config.Role has been called for it.
+	socket   uint64
+	roleTold bool
 
 	state    connState
 	attempts int
@@ -67,6 +71,7 @@ func (c *conn) observe(seg *capture.Segment, now func() time.Time) {
 		c.lastSeen = t
 	}
 	if seg.Source == capture.SourceEBPF {
+		c.socket = seg.Socket
 		c.pid = seg.PID
 		if seg.Comm != c.comm {
 			c.comm = seg.Comm

@@ -74,6 +74,10 @@ func (a *Assembler) newRow(c *conn, reqDir capture.Direction, req, resp *l7.Mess
 	r.OrgID, r.TeamID = a.cfg.OrgID, a.cfg.TeamID
 	r.Protocol = c.tuple.L4
 	setEndpoints(r, c, reqDir)
+	if !c.roleTold && c.socket != 0 && a.cfg.Role != nil {
+		c.roleTold = true
+		a.cfg.Role(c.socket, reqDir == capture.AtoB)
+	}
 
 	first := req
 	if first == nil {

@@ -63,6 +63,11 @@ type Config struct {
 	// that decided: the agent uses it to stop the kernel sending a socket
 	// no parser reads. Called on the feeding goroutine; must not block.
 	Verdict func(seg *capture.Segment, p l7.Protocol)
+	// Role, when set, is told once per eBPF connection which side the
+	// traced socket is (client: it sent the first request), for the kernel
+	// to learn the roles of connections it did not see open. Called on the
+	// feeding goroutine; must not block.
+	Role func(socket uint64, client bool)
 	// Now is the clock used when a segment carries no time. Optional.
 	Now func() time.Time
 	// Logger receives rare warnings (a parser that panicked). Optional.

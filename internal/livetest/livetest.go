@@ -191,7 +191,15 @@ func WaitTCP(t testing.TB, addr string, timeout time.Duration) {
 // Process is a program started by Start; its output is kept for failures.
 type Process struct {
 	Cmd *exec.Cmd
-	Out *bytes.Buffer
+	Out *bytes.Buffer // read it through Output while the process runs
+	w   *syncBuffer
+}
+
+// Output returns what the process has printed so far (stdout and stderr).
+func (p *Process) Output() string {
+	p.w.mu.Lock()
+	defer p.w.mu.Unlock()
+	return p.Out.String()
 }
 
 type syncBuffer struct {
@@ -235,7 +243,7 @@ func StartEnv(t testing.TB, env []string, name string, args ...string) *Process 
 			w.mu.Unlock()
 		}
 	})
-	return &Process{Cmd: cmd, Out: out}
+	return &Process{Cmd: cmd, Out: out, w: w}
 }
 
 // Run runs a program to completion and returns its combined output,

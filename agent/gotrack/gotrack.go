@@ -1,0 +1,357 @@
+// Package gotrack finds Go processes on the host and turns on goroutine
+// tracking for them: it inspects each process's executable once per file
+// (device, inode), attaches the goroutine probes to it (socktrace.AttachGo)
+// and registers the process so the kernel keys request state by goroutine
+// instead of by thread.
+//
+// Work happens on one goroutine fed by a bounded queue: exec events come
+// from the ring buffer reader, which must never wait on ELF parsing. A full
+// queue drops the process and counts it.
+package gotrack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/sightline-io/sightline/agent/capture/socktrace"
+	"github.com/sightline-io/sightline/agent/goinfo"
+)
+
+// Kernel is the part of socktrace.Tracer the tracker drives.
+type Kernel interface {
+	RegisterGoProcess(pid uint32, p socktrace.GoProc) error
+	UnregisterGoProcess(pid uint32) error
+	AttachGo(path string, p socktrace.GoProbes) (io.Closer, error)
+}
+
+// Config bounds the tracker.
+type Config struct {
+	ProcRoot    string // default /proc
+	MaxBinaries int    // distinct executables probed at once; default 64
+	MaxProcs    int    // processes registered at once; default 4096 (the kernel map's size)
+	QueueLen    int    // pending exec/exit events; default 1024
+	SelfPID     int    // never tracked (the agent); default os.Getpid()
+	Logger      *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.ProcRoot == "" {
+		c.ProcRoot = "/proc"
+	}
+	if c.MaxBinaries <= 0 {
+		c.MaxBinaries = 64
+	}
+	if c.MaxProcs <= 0 {
+		c.MaxProcs = 4096
+	}
+	if c.QueueLen <= 0 {
+		c.QueueLen = 1024
+	}
+	if c.SelfPID == 0 {
+		c.SelfPID = os.Getpid()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Stats are the tracker's counters. Failures are by reason so a user can
+// tell why a Go service is not tracked (doctor, /metrics).
+type Stats struct {
+	Processes      uint64 // Go processes tracked now
+	Binaries       uint64 // executables with probes attached now
+	NotGo          uint64 // executables inspected that are not Go (or not amd64)
+	InspectFailed  uint64 // Go executables whose functions or offsets could not be read
+	AttachFailed   uint64 // probes that could not be attached
+	RegisterFailed uint64 // kernel map full or refused
+	LimitReached   uint64 // skipped: MaxBinaries or MaxProcs reached
+	QueueFull      uint64 // exec/exit events dropped: queue full
+}
+
+type fileID struct{ dev, ino uint64 }
+
+// binary is one probed executable, shared by the processes running it.
+type binary struct {
+	probes io.Closer
+	proc   socktrace.GoProc
+	users  int
+}
+
+// verdict remembers executables that are not tracked, so each is inspected once.
+type verdict struct{ err error }
+
+type event struct {
+	pid  uint32
+	exit bool
+}
+
+// Tracker tracks Go processes. Create with New, feed with ProcessExec and
+// ProcessExit, run with Run.
+type Tracker struct {
+	k     Kernel
+	cfg   Config
+	queue chan event
+
+	mu       sync.Mutex
+	binaries map[fileID]*binary
+	rejected map[fileID]verdict
+	procs    map[uint32]fileID
+
+	notGo, inspectFailed, attachFailed, registerFailed, limit, queueFull atomic.Uint64
+}
+
+// New returns a tracker; nothing happens until Run.
+func New(k Kernel, cfg Config) *Tracker {
+	cfg = cfg.withDefaults()
+	return &Tracker{
+		k:        k,
+		cfg:      cfg,
+		queue:    make(chan event, cfg.QueueLen),
+		binaries: make(map[fileID]*binary),
+		rejected: make(map[fileID]verdict),
+		procs:    make(map[uint32]fileID),
+	}
+}
+
+// ProcessExec queues pid for a look at its new executable. It never blocks.
+func (t *Tracker) ProcessExec(pid uint32) { t.enqueue(event{pid: pid}) }
+
+// ProcessExit queues pid's removal. It never blocks.
+func (t *Tracker) ProcessExit(pid uint32) { t.enqueue(event{pid: pid, exit: true}) }
+
+func (t *Tracker) enqueue(e event) {
+	select {
+	case t.queue <- e:
+	default:
+		t.queueFull.Add(1)
+	}
+}
+
+// Run scans the processes already running, then handles queued events until
+// ctx is done; it then detaches everything.
+func (t *Tracker) Run(ctx context.Context) error {
+	defer t.closeAll()
+	t.scan()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e := <-t.queue:
+			if e.exit {
+				t.forget(e.pid)
+			} else {
+				t.forget(e.pid) // an exec replaces the process image
+				t.track(e.pid)
+			}
+		}
+	}
+}
+
+func (t *Tracker) scan() {
+	ents, err := os.ReadDir(t.cfg.ProcRoot)
+	if err != nil {
+		t.cfg.Logger.Warn("gotrack: list processes", "err", err)
+		return
+	}
+	for _, e := range ents {
+		pid, err := strconv.ParseUint(e.Name(), 10, 32)
+		if err != nil || !e.IsDir() {
+			continue
+		}
+		t.track(uint32(pid))
+	}
+}
+
+// Tracked reports whether pid is tracked as a Go process.
+func (t *Tracker) Tracked(pid uint32) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.procs[pid]
+	return ok
+}
+
+// Stats returns the counters.
+func (t *Tracker) Stats() Stats {
+	t.mu.Lock()
+	s := Stats{Processes: uint64(len(t.procs)), Binaries: uint64(len(t.binaries))}
+	t.mu.Unlock()
+	s.NotGo = t.notGo.Load()
+	s.InspectFailed = t.inspectFailed.Load()
+	s.AttachFailed = t.attachFailed.Load()
+	s.RegisterFailed = t.registerFailed.Load()
+	s.LimitReached = t.limit.Load()
+	s.QueueFull = t.queueFull.Load()
+	return s
+}
+
+func (t *Tracker) track(pid uint32) {
+	if int(pid) == t.cfg.SelfPID {
+		return
+	}
+	exe := filepath.Join(t.cfg.ProcRoot, strconv.FormatUint(uint64(pid), 10), "exe")
+	var st syscall.Stat_t
+	if err := syscall.Stat(exe, &st); err != nil {
+		return // kernel thread, gone, or not ours to read
+	}
+	id := fileID{dev: uint64(st.Dev), ino: st.Ino}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.rejected[id]; ok {
+		return
+	}
+	if len(t.procs) >= t.cfg.MaxProcs {
+		t.limit.Add(1)
+		return
+	}
+	b, ok := t.binaries[id]
+	if !ok {
+		if len(t.binaries) >= t.cfg.MaxBinaries {
+			t.limit.Add(1)
+			return
+		}
+		var err error
+		if b, err = t.probe(exe); err != nil {
+			if len(t.rejected) < 4*t.cfg.MaxBinaries+1024 {
+				t.rejected[id] = verdict{err}
+			}
+			if !errors.Is(err, goinfo.ErrNotGo) && !errors.Is(err, goinfo.ErrUnsupportedArch) {
+				t.cfg.Logger.Info("gotrack: go process not tracked", "pid", pid, "err", err)
+			}
+			return
+		}
+		t.binaries[id] = b
+	}
+	if err := t.k.RegisterGoProcess(pid, b.proc); err != nil {
+		t.registerFailed.Add(1)
+		t.cfg.Logger.Warn("gotrack: register", "pid", pid, "err", err)
+		t.release(id, b)
+		return
+	}
+	b.users++
+	t.procs[pid] = id
+}
+
+// probe inspects an executable and attaches the goroutine probes.
+func (t *Tracker) probe(exe string) (*binary, error) {
+	bin, err := goinfo.Inspect(exe)
+	if err != nil {
+		if errors.Is(err, goinfo.ErrNotGo) || errors.Is(err, goinfo.ErrUnsupportedArch) {
+			t.notGo.Add(1)
+		} else {
+			t.inspectFailed.Add(1)
+		}
+		return nil, err
+	}
+	defer bin.Close()
+	probes, proc, err := resolve(bin)
+	if err != nil {
+		t.inspectFailed.Add(1)
+		return nil, fmt.Errorf("%s (%s): %w", exe, bin.GoVersion, err)
+	}
+	c, err := t.k.AttachGo(exe, probes)
+	if err != nil {
+		t.attachFailed.Add(1)
+		return nil, err
+	}
+	t.cfg.Logger.Debug("gotrack: probes attached", "exe", exe, "go", bin.GoVersion)
+	return &binary{probes: c, proc: proc}, nil
+}
+
+// resolve finds the probed functions and the struct offsets in a binary.
+func resolve(bin *goinfo.Binary) (socktrace.GoProbes, socktrace.GoProc, error) {
+	var p socktrace.GoProbes
+	off, err := bin.Offsets()
+	if err != nil {
+		return p, socktrace.GoProc{}, err
+	}
+	fn := func(name string, returns *[]uint64) (uint64, error) {
+		f, err := bin.Func(name)
+		if err != nil {
+			return 0, err
+		}
+		if returns != nil {
+			if len(f.Returns) == 0 {
+				return 0, fmt.Errorf("%s: no RET instruction found", name)
+			}
+			*returns = f.Returns
+		}
+		return f.Offset, nil
+	}
+	steps := []struct {
+		name    string
+		entry   *uint64
+		returns *[]uint64
+	}{
+		{"runtime.newproc1", &p.Newproc1, &p.Newproc1Returns},
+		{"runtime.goexit1", &p.Goexit1, nil},
+		{"runtime.chansend", &p.Chansend, nil},
+		{"runtime.chanrecv", &p.Chanrecv, &p.ChanrecvReturns},
+		{"runtime.selectgo", &p.Selectgo, &p.SelectgoReturns},
+	}
+	for _, s := range steps {
+		if *s.entry, err = fn(s.name, s.returns); err != nil {
+			return p, socktrace.GoProc{}, err
+		}
+	}
+	if off.ScaseC != 0 {
+		return p, socktrace.GoProc{}, fmt.Errorf("runtime.scase.c at %d, the probes expect 0", off.ScaseC)
+	}
+	proc := socktrace.GoProc{
+		GoidOffset:     uint32(off.GGoid),
+		ElemsizeOffset: uint32(off.HchanElemsize),
+		ScaseSize:      uint32(off.ScaseSize),
+		ScaseElem:      uint32(off.ScaseElem),
+	}
+	return p, proc, nil
+}
+
+func (t *Tracker) forget(pid uint32) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	id, ok := t.procs[pid]
+	if !ok {
+		return
+	}
+	delete(t.procs, pid)
+	if err := t.k.UnregisterGoProcess(pid); err != nil {
+		t.cfg.Logger.Warn("gotrack: unregister", "pid", pid, "err", err)
+	}
+	if b := t.binaries[id]; b != nil {
+		b.users--
+		t.release(id, b)
+	}
+}
+
+// release detaches an executable's probes once no process runs it.
+func (t *Tracker) release(id fileID, b *binary) {
+	if b.users > 0 {
+		return
+	}
+	delete(t.binaries, id)
+	if err := b.probes.Close(); err != nil {
+		t.cfg.Logger.Warn("gotrack: detach", "err", err)
+	}
+}
+
+func (t *Tracker) closeAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for pid := range t.procs {
+		_ = t.k.UnregisterGoProcess(pid)
+	}
+	clear(t.procs)
+	for id, b := range t.binaries {
+		_ = b.probes.Close()
+		delete(t.binaries, id)
+	}
+}
