@@ -20,6 +20,7 @@ import (
 	"github.com/sightline-io/sightline/server/appspans"
 	"github.com/sightline-io/sightline/server/store"
 	"github.com/sightline-io/sightline/server/store/duckdb"
+	"github.com/sightline-io/sightline/server/traceotlp"
 	"github.com/sightline-io/sightline/wire"
 )
 
@@ -33,6 +34,9 @@ type Config struct {
 	// nil makes a fresh one. Served on /metrics.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
+	// OTLPExportEndpoint, when set, exports assembled traces to this
+	// OTLP/HTTP base URL (POST {url}/v1/traces).
+	OTLPExportEndpoint string
 }
 
 // Server is a running server.
@@ -44,6 +48,9 @@ type Server struct {
 	grpcLn   net.Listener
 	httpLn   net.Listener
 	serveErr chan error
+
+	stopExport context.CancelFunc
+	exportDone chan struct{}
 }
 
 // Start opens the store, binds both listeners and serves in the background.
@@ -94,6 +101,21 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		mux.Handle(p, apps.Handler())
 	}
 	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if cfg.OTLPExportEndpoint != "" {
+		exp, err := traceotlp.NewExporter(st, traceotlp.ExportOptions{Endpoint: cfg.OTLPExportEndpoint, Logger: cfg.Logger})
+		if err != nil {
+			return fail(err)
+		}
+		if err := reg.Register(promstats.New("sightline_otlp_export", func() any { return exp.Stats() })); err != nil {
+			return fail(fmt.Errorf("register otlp export metrics: %w", err))
+		}
+		ectx, cancel := context.WithCancel(context.Background())
+		s.stopExport, s.exportDone = cancel, make(chan struct{})
+		go func() {
+			defer close(s.exportDone)
+			_ = exp.Run(ectx)
+		}()
+	}
 	go func() { s.serveErr <- s.grpcSrv.Serve(s.grpcLn) }()
 	go func() {
 		if err := s.httpSrv.Serve(s.httpLn); !errors.Is(err, http.ErrServerClosed) {
@@ -129,6 +151,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.grpcSrv.Stop()
 	}
 	herr := s.httpSrv.Shutdown(ctx)
+	if s.stopExport != nil {
+		s.stopExport()
+		<-s.exportDone
+	}
 	serr := s.st.Close()
 	return errors.Join(herr, serr)
 }

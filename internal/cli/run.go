@@ -26,6 +26,7 @@ const shutdownTimeout = 15 * time.Second
 type serverFlags struct {
 	dataDir, listen, grpcListen string
 	retention                   time.Duration
+	otlpExport                  string
 }
 
 func (f *serverFlags) register(fs interface {
@@ -36,11 +37,13 @@ func (f *serverFlags) register(fs interface {
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:7070", "HTTP API address (query, /healthz, /metrics)")
 	fs.StringVar(&f.grpcListen, "grpc-listen", "127.0.0.1:7071", "gRPC address agents ship to")
 	fs.DurationVar(&f.retention, "retention", 7*24*time.Hour, "delete rows older than this")
+	fs.StringVar(&f.otlpExport, "otlp-export-endpoint", "",
+		"export assembled traces to this OTLP/HTTP endpoint, e.g. http://tempo:4318 (POST {url}/v1/traces); empty: off")
 }
 
 func (f *serverFlags) config(reg *prometheus.Registry, log *slog.Logger) server.Config {
 	return server.Config{DataDir: f.dataDir, Listen: f.listen, GRPCListen: f.grpcListen,
-		Retention: f.retention, Registry: reg, Logger: log}
+		Retention: f.retention, Registry: reg, Logger: log, OTLPExportEndpoint: f.otlpExport}
 }
 
 type agentFlags struct {
@@ -48,6 +51,7 @@ type agentFlags struct {
 	captureSnap           int
 	packetL7              bool
 	flowReportEvery       time.Duration
+	noGoTracking          bool
 	noTCPEvents           bool
 	maxPayload, ringBytes int
 	maxRowsPerSecond      int
@@ -70,6 +74,7 @@ func (f *agentFlags) register(fs *flag.FlagSet) {
 		"also parse captured packets into l7_flow_log rows (observation_point c/s/local); off by default, as the eBPF rows of the\nsame requests would be counted twice")
 	fs.DurationVar(&f.flowReportEvery, "flow-report-every", 60*time.Second, "l4_flow_log reporting period of a live flow")
 	fs.BoolVar(&f.noTCPEvents, "no-tcp-events", false, "turn off the TCP lifecycle tracer (connect failures, retransmits, resets per process on /metrics)")
+	fs.BoolVar(&f.noGoTracking, "no-go-tracking", false, "turn off goroutine tracking (uprobes on the runtime of Go processes that link a Go service's calls to its requests)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of this process to FILE until it stops (for overhead work)")
 }
 
@@ -110,7 +115,7 @@ func (f *agentFlags) config(server string, reg prometheus.Registerer, log *slog.
 	}
 	return agent.Config{Server: server, AgentID: f.agentID, MaxPayload: f.maxPayload,
 		RingBufferBytes: f.ringBytes, Protocols: protocols, MaxRowsPerSecond: f.maxRowsPerSecond,
-		Packets: pc, DisableTCPEvents: f.noTCPEvents, Registerer: reg, Logger: log}, nil
+		Packets: pc, DisableTCPEvents: f.noTCPEvents, DisableGoTracking: f.noGoTracking, Registerer: reg, Logger: log}, nil
 }
 
 func newLogger(stderr io.Writer) *slog.Logger {

@@ -20,7 +20,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sightline-io/sightline/server/store"
+	"github.com/sightline-io/sightline/server/tempo"
 	"github.com/sightline-io/sightline/server/trace"
+	"github.com/sightline-io/sightline/server/tracesearch"
 )
 
 // DefaultMaxBodyBytes bounds a query request body.
@@ -148,6 +150,14 @@ func NewHandler(st store.Store, reg prometheus.Gatherer, opts Options) http.Hand
 	th := trace.NewHandler(st, trace.Options{})
 	mux.Handle("GET /api/v1/traces", th)
 	mux.Handle("GET /api/v1/traces/{trace_id}", th)
+	// More specific than /api/v1/traces/{trace_id}.
+	mux.Handle("GET /api/v1/traces/search", tracesearch.NewHandler(st))
+	// Grafana's stock Tempo data source: /api/echo, /api/traces/{id},
+	// /api/search, tags and tag values (v1 and v2).
+	tp := tempo.NewHandler(st, trace.Options{})
+	for _, p := range tempo.Patterns() {
+		mux.Handle(p, tp)
+	}
 	if reg != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
