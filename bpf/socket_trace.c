@@ -77,6 +77,10 @@ struct thread_state {
 	__u8 event_loop; /* interleaving requests of several server sockets: id 0 until it stops */
 	__u8 weak;       /* trace_id inherited through a futex wake: ends with the first reply */
 	__u8 _pad[3];
+	__u64 weak_src;  /* the futex word that woke it with that id */
+	__u64 weak_seq;  /* its process's request-thread activity count then (see ftx_proc) */
+	__u32 weak_waker; /* thread id of the request thread that handed it over */
+	__u32 _pad2;
 };
 
 struct sock_state {
@@ -451,6 +455,79 @@ static __always_inline __u64 exec_key(__u64 pid_tgid, __u64 *goid)
 	return go_key(tgid, id);
 }
 
+#define FUTEX_CMD_MASK 0x7f
+#define FUTEX_WAIT 0
+#define FUTEX_WAKE 1
+#define FUTEX_WAIT_BITSET 9
+#define FUTEX_WAKE_BITSET 10
+#define FUTEX_IDLE_NS 500000
+
+struct ftx_key {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 uaddr;
+};
+
+/* The latest handoff on a futex word. */
+struct ftx_wake {
+	__u64 trace_id;
+	__u64 ts;
+	__u64 seq;    /* the process's ftx_proc.seq after this handoff */
+	__u32 waker;  /* its thread id */
+	__u8 consumed;
+	__u8 _pad[3];
+};
+
+/* Per process: futex activity of request threads that have just read their
+ * request (a handoff, or a wait: for the result of work they queued). A
+ * worker that took an id must use it before any other request thread could
+ * have queued work: a queue hands out jobs first in, first out, to
+ * whichever worker runs first, so the worker cannot tell whose job it took
+ * once two were queued, and then uses none. A put that wakes nobody makes
+ * no syscall, hence watching the waits too. */
+struct ftx_proc {
+	__u64 seq;
+	__u64 run;  /* seq where the latest run of one thread's activity began */
+	__u32 last; /* that thread's id */
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32); /* tgid */
+	__type(value, struct ftx_proc);
+} futex_procs SEC(".maps");
+
+struct ftx_wait {
+	__u64 uaddr;
+	__u64 ts;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct ftx_key);
+	__type(value, struct ftx_wake);
+} futex_wakes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct ftx_wait);
+} futex_waits SEC(".maps");
+
+/* Futex words request threads wait on themselves (locks, a GIL, condition
+ * variables): a wake on them is contention, not a handoff. A pool's queue
+ * is waited on by its workers only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct ftx_key);
+	__type(value, __u8);
+} futex_shared SEC(".maps");
+
 /* Role of a socket: from its connect/accept when the agent saw it, else
  * from user space's verdict (sock_roles), else unknown. */
 static __always_inline __u8 sock_role(struct sock_state *ss, __u64 sk)
@@ -459,6 +536,42 @@ static __always_inline __u8 sock_role(struct sock_state *ss, __u64 sk)
 		return ss->role;
 	__u8 *r = bpf_map_lookup_elem(&sock_roles, &sk);
 	return r ? *r : 0;
+}
+
+/* A futex-inherited id holds while no other handoff went through the same
+ * word (key is pid_tgid: futex handoff is for threads, never goroutines). */
+static __always_inline bool weak_still_valid(struct thread_state *ts, __u64 key)
+{
+	__u32 tgid = key >> 32;
+	struct ftx_proc *p = bpf_map_lookup_elem(&futex_procs, &tgid);
+	if (!p)
+		return false;
+	/* Since the handoff, only the waker itself (waiting for the result of
+	 * the job it handed over, taking its locks). */
+	return p->last == ts->weak_waker && p->run <= ts->weak_seq;
+}
+
+/* Counts futex activity of a request thread fresh from reading its request. */
+static __always_inline __u64 ftx_proc_bump(__u32 tgid, __u32 tid)
+{
+	struct ftx_proc *p = bpf_map_lookup_elem(&futex_procs, &tgid);
+	if (!p) {
+		struct ftx_proc n = { .seq = 1, .run = 1, .last = tid };
+		bpf_map_update_elem(&futex_procs, &tgid, &n, BPF_ANY);
+		return 1;
+	}
+	__u64 seq = __sync_fetch_and_add(&p->seq, 1) + 1;
+	if (p->last != tid) {
+		p->last = tid;
+		p->run = seq;
+	}
+	return seq;
+}
+
+static __always_inline bool fresh_request_thread(struct thread_state *ts)
+{
+	return ts && ts->owned && ts->trace_id && !ts->event_loop && ts->has_last &&
+	       ts->last_dir == DIR_INGRESS && ts->open_sk == ts->last_sk;
 }
 
 /* An unanswered request on another, still open server socket, read less
@@ -526,6 +639,11 @@ static __always_inline __u64 trace_id_for(__u64 key, __u64 sk, __u8 dir, __u8 ro
 		}
 	} else {
 		tid = ts->trace_id;
+		if (ts->weak && tid && !weak_still_valid(ts, key)) {
+			tid = 0;
+			ts->trace_id = 0;
+			ts->weak = 0;
+		}
 		if (ts->open_sk == sk) {
 			ts->open_sk = 0;
 			if (ts->event_loop) {
@@ -1362,47 +1480,14 @@ int go_recv_ret(struct pt_regs *ctx)
  * last socket event was that read) and wakes a thread parked on a futex
  * hands it its trace id: the common submit-to-a-pool pattern (Python's
  * ThreadPoolExecutor, Java executors) wakes an idle worker that way. Only
- * untimed waits count (timed ones are lock and GIL polling), the wakee must
- * not own a request itself, one wake hands off once, and the inherited id
- * ends with the worker's first reply, so a worker that takes a queued job
- * without blocking carries no id instead of a wrong one. Go processes are
+ * untimed waits count (timed ones are lock and GIL polling); words request
+ * threads wait on themselves are locks, never handoffs (futex_shared); the
+ * wakee must have slept (idle, not a lock hand-over) and not own a request
+ * itself; one wake hands off once; the id is dropped when another request
+ * thread could have queued work before the worker used it (see ftx_proc);
+ * and it ends with the worker's first reply, so a worker that
+ * takes a queued job without blocking carries no id instead of a wrong one. Go processes are
  * left out: their goroutines are tracked above. */
-#define FUTEX_CMD_MASK 0x7f
-#define FUTEX_WAIT 0
-#define FUTEX_WAKE 1
-#define FUTEX_WAIT_BITSET 9
-#define FUTEX_WAKE_BITSET 10
-
-struct ftx_key {
-	__u32 tgid;
-	__u32 _pad;
-	__u64 uaddr;
-};
-
-struct ftx_wake {
-	__u64 trace_id;
-	__u64 ts;
-};
-
-struct ftx_wait {
-	__u64 uaddr;
-	__u64 ts;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct ftx_key);
-	__type(value, struct ftx_wake);
-} futex_wakes SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64); /* pid_tgid */
-	__type(value, struct ftx_wait);
-} futex_waits SEC(".maps");
-
 SEC("tracepoint/syscalls/sys_enter_futex")
 int enter_futex(struct trace_event_raw_sys_enter *ctx)
 {
@@ -1414,19 +1499,33 @@ int enter_futex(struct trace_event_raw_sys_enter *ctx)
 	if (!should_trace(tgid) || bpf_map_lookup_elem(&go_procs, &tgid))
 		return 0;
 	__u64 uaddr = ARG(ctx, 0);
+	struct ftx_key k = { .tgid = tgid, .uaddr = uaddr };
+	struct thread_state *ts = bpf_map_lookup_elem(&thread_states, &id);
 	if (op == FUTEX_WAIT || op == FUTEX_WAIT_BITSET) {
+		if (ts && ts->owned) {
+			__u8 one = 1;
+			bpf_map_update_elem(&futex_shared, &k, &one, BPF_ANY);
+		}
 		if (ARG(ctx, 3)) /* timed */
 			return 0;
+		if (fresh_request_thread(ts))
+			ftx_proc_bump(tgid, (__u32)id);
+		if (ts && ts->weak && ts->weak_src == uaddr) {
+			/* Back to waiting on the queue that woke it, its id unused:
+			 * another worker took that job. */
+			ts->trace_id = 0;
+			ts->weak = 0;
+		}
 		struct ftx_wait w = { .uaddr = uaddr, .ts = bpf_ktime_get_ns() };
 		bpf_map_update_elem(&futex_waits, &id, &w, BPF_ANY);
 		return 0;
 	}
-	struct thread_state *ts = bpf_map_lookup_elem(&thread_states, &id);
-	if (!ts || !ts->owned || !ts->trace_id || ts->event_loop || !ts->has_last ||
-	    ts->last_dir != DIR_INGRESS || ts->open_sk != ts->last_sk)
+	if (!fresh_request_thread(ts))
 		return 0;
-	struct ftx_key k = { .tgid = tgid, .uaddr = uaddr };
-	struct ftx_wake w = { .trace_id = ts->trace_id, .ts = bpf_ktime_get_ns() };
+	__u64 seq = ftx_proc_bump(tgid, (__u32)id);
+	if (bpf_map_lookup_elem(&futex_shared, &k))
+		return 0;
+	struct ftx_wake w = { .trace_id = ts->trace_id, .ts = bpf_ktime_get_ns(), .seq = seq, .waker = (__u32)id };
 	bpf_map_update_elem(&futex_wakes, &k, &w, BPF_ANY);
 	return 0;
 }
@@ -1444,18 +1543,28 @@ int exit_futex(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	struct ftx_key k = { .tgid = id >> 32, .uaddr = w.uaddr };
 	struct ftx_wake *wk = bpf_map_lookup_elem(&futex_wakes, &k);
-	if (!wk || wk->ts < w.ts)
+	if (!wk || wk->consumed || wk->ts < w.ts)
+		return 0;
+	/* An idle worker sleeps; lock hand-overs (a GIL) are brief. */
+	if (bpf_ktime_get_ns() - w.ts < FUTEX_IDLE_NS)
 		return 0;
 	__u64 tid = wk->trace_id;
-	bpf_map_delete_elem(&futex_wakes, &k);
+	__u64 seq = wk->seq;
+	__u32 waker = wk->waker;
+	wk->consumed = 1;
 	struct thread_state *ts = bpf_map_lookup_elem(&thread_states, &id);
 	if (ts) {
 		if (ts->owned || ts->event_loop)
 			return 0;
 		ts->trace_id = tid;
 		ts->weak = 1;
+		ts->weak_src = w.uaddr;
+		ts->weak_seq = seq;
+		ts->weak_waker = waker;
 	} else {
-		struct thread_state n = { .trace_id = tid, .weak = 1 };
+		struct thread_state n = {
+			.trace_id = tid, .weak = 1, .weak_src = w.uaddr, .weak_seq = seq, .weak_waker = waker,
+		};
 		bpf_map_update_elem(&thread_states, &id, &n, BPF_ANY);
 	}
 	count(CNT_FUTEX_HANDOFF);

@@ -62,6 +62,14 @@ type socketTraceFtxKey struct {
 	Uaddr uint64
 }
 
+type socketTraceFtxProc struct {
+	_    structs.HostLayout
+	Seq  uint64
+	Run  uint64
+	Last uint32
+	Pad  uint32
+}
+
 type socketTraceFtxWait struct {
 	_     structs.HostLayout
 	Uaddr uint64
@@ -69,9 +77,13 @@ type socketTraceFtxWait struct {
 }
 
 type socketTraceFtxWake struct {
-	_       structs.HostLayout
-	TraceId uint64
-	Ts      uint64
+	_        structs.HostLayout
+	TraceId  uint64
+	Ts       uint64
+	Seq      uint64
+	Waker    uint32
+	Consumed uint8
+	Pad      [3]uint8
 }
 
 type socketTraceGoChanKey struct {
@@ -138,6 +150,10 @@ type socketTraceThreadState struct {
 	EventLoop uint8
 	Weak      uint8
 	Pad       [3]uint8
+	WeakSrc   uint64
+	WeakSeq   uint64
+	WeakWaker uint32
+	Pad2      uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -148,6 +164,8 @@ const (
 	socketTraceMapCounters       = "counters"
 	socketTraceMapEvents         = "events"
 	socketTraceMapExcludedPids   = "excluded_pids"
+	socketTraceMapFutexProcs     = "futex_procs"
+	socketTraceMapFutexShared    = "futex_shared"
 	socketTraceMapFutexWaits     = "futex_waits"
 	socketTraceMapFutexWakes     = "futex_wakes"
 	socketTraceMapGoChanValues   = "go_chan_values"
@@ -290,6 +308,8 @@ type socketTraceMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	ExcludedPids   *ebpf.MapSpec `ebpf:"excluded_pids"`
+	FutexProcs     *ebpf.MapSpec `ebpf:"futex_procs"`
+	FutexShared    *ebpf.MapSpec `ebpf:"futex_shared"`
 	FutexWaits     *ebpf.MapSpec `ebpf:"futex_waits"`
 	FutexWakes     *ebpf.MapSpec `ebpf:"futex_wakes"`
 	GoChanValues   *ebpf.MapSpec `ebpf:"go_chan_values"`
@@ -338,6 +358,8 @@ type socketTraceMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
 	ExcludedPids   *ebpf.Map `ebpf:"excluded_pids"`
+	FutexProcs     *ebpf.Map `ebpf:"futex_procs"`
+	FutexShared    *ebpf.Map `ebpf:"futex_shared"`
 	FutexWaits     *ebpf.Map `ebpf:"futex_waits"`
 	FutexWakes     *ebpf.Map `ebpf:"futex_wakes"`
 	GoChanValues   *ebpf.Map `ebpf:"go_chan_values"`
@@ -359,6 +381,8 @@ func (m *socketTraceMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.ExcludedPids,
+		m.FutexProcs,
+		m.FutexShared,
 		m.FutexWaits,
 		m.FutexWakes,
 		m.GoChanValues,
