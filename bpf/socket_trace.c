@@ -1301,6 +1301,56 @@ struct {
 	__type(value, struct go_recv_args);
 } go_recv SEC(".maps");
 
+/* Channels used as resource pools (database connections, buffers): a
+ * goroutine takes a value and later puts it back. Handing over a trace id
+ * there would give the next user the previous one's request, so a channel
+ * where one goroutine both received and sent is never a handoff. */
+struct go_pool_key {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 chan;
+	__u64 goid;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct go_pool_key);
+	__type(value, __u8);
+} go_chan_receivers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct go_pool_key); /* goid 0: the channel itself */
+	__type(value, __u8);
+} go_chan_pools SEC(".maps");
+
+static __always_inline bool go_chan_is_pool(__u32 tgid, __u64 c)
+{
+	struct go_pool_key k = { .tgid = tgid, .chan = c };
+	return bpf_map_lookup_elem(&go_chan_pools, &k) != NULL;
+}
+
+/* A send by a goroutine that received from the same channel before marks
+ * it a pool. */
+static __always_inline void go_chan_note_send(__u32 tgid, __u64 c, __u64 goid)
+{
+	struct go_pool_key k = { .tgid = tgid, .chan = c, .goid = goid };
+	if (!bpf_map_lookup_elem(&go_chan_receivers, &k))
+		return;
+	__u8 one = 1;
+	k.goid = 0;
+	bpf_map_update_elem(&go_chan_pools, &k, &one, BPF_ANY);
+}
+
+static __always_inline void go_chan_note_recv(__u32 tgid, __u64 c, __u64 goid)
+{
+	struct go_pool_key k = { .tgid = tgid, .chan = c, .goid = goid };
+	__u8 one = 1;
+	bpf_map_update_elem(&go_chan_receivers, &k, &one, BPF_ANY);
+}
+
 static __always_inline int go_chan_key_of(struct go_proc *gp, __u32 tgid, __u64 c, __u64 ep,
 					  struct go_chan_key *k)
 {
@@ -1322,6 +1372,8 @@ static __always_inline int go_chan_key_of(struct go_proc *gp, __u32 tgid, __u64 
 
 static __always_inline void go_chan_sent(struct go_proc *gp, __u32 tgid, __u64 trace_id, __u64 c, __u64 ep)
 {
+	if (go_chan_is_pool(tgid, c))
+		return;
 	struct go_chan_key k;
 	if (go_chan_key_of(gp, tgid, c, ep, &k))
 		return;
@@ -1360,6 +1412,8 @@ int go_chansend(struct pt_regs *ctx)
 		return 0;
 	__u64 key = 0;
 	__u64 tid = go_current_trace(gp, tgid, ctx, &key);
+	if (key)
+		go_chan_note_send(tgid, ctx->ax, key & 0x7fffffff);
 	if (tid)
 		go_chan_sent(gp, tgid, tid, ctx->ax, ctx->bx);
 	return 0;
@@ -1409,6 +1463,7 @@ int go_selectgo(struct pt_regs *ctx)
 			__u64 ep = 0;
 			if (gp->scase_elem == 8)
 				ep = sc[1];
+			go_chan_note_send(tgid, sc[0], key & 0x7fffffff);
 			go_chan_sent(gp, tgid, tid, sc[0], ep);
 		}
 	}
@@ -1450,6 +1505,9 @@ int go_recv_ret(struct pt_regs *ctx)
 	} else if (!(ctx->bx & 0xff)) {
 		return 0; /* received is false: closed channel */
 	}
+	go_chan_note_recv(tgid, c, goid & 0x7fffffff);
+	if (go_chan_is_pool(tgid, c))
+		return 0;
 	struct go_chan_key k;
 	if (go_chan_key_of(gp, tgid, c, ep, &k))
 		return 0;

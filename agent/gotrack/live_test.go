@@ -29,9 +29,11 @@ func TestMain(m *testing.M) {
 }
 
 // runChildServer is a Go HTTP service: for GET /r/<n> it reaches a TCP
-// downstream three ways, each of which leaves the handler's goroutine:
-// a goroutine it starts, a worker pool fed by a channel, and net/http's
-// client (whose write loop receives the request in a select).
+// downstream four ways: a goroutine it starts, a worker pool fed by a
+// channel, net/http's client (whose write loop receives the request in a
+// select), and, on a goroutine it starts, a connection taken from a pool
+// channel that the previous user put back (which must not hand over the
+// previous user's request).
 func runChildServer(v string) error {
 	var down, web string
 	if _, err := fmt.Sscanf(v, "%s %s", &down, &web); err != nil {
@@ -61,12 +63,34 @@ func runChildServer(v string) error {
 			}
 		}()
 	}
+	// A connection pool: a buffered channel of open connections, taken and
+	// put back by each request (database drivers do this).
+	pool := make(chan net.Conn, 2)
+	for range cap(pool) {
+		c, err := net.Dial("tcp", down)
+		if err != nil {
+			return err
+		}
+		pool <- c
+	}
+	pooled := func(msg string) error {
+		c := <-pool
+		defer func() { pool <- c }()
+		if _, err := c.Write([]byte(msg + "\n")); err != nil {
+			return err
+		}
+		b := make([]byte, 3)
+		_, err := io.ReadFull(c, b)
+		return err
+	}
 	client := &http.Client{Timeout: 10 * time.Second}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /r/{n}", func(w http.ResponseWriter, r *http.Request) {
 		n := r.PathValue("n")
 		spawned := make(chan error, 1)
 		go func() { spawned <- send("spawn " + n) }()
+		pooledErr := make(chan error, 1)
+		go func() { pooledErr <- pooled("pooled " + n) }()
 		j := &job{n: n, done: make(chan error, 1)}
 		jobs <- j
 		resp, err := client.Get("http://" + web + "/w/" + n)
@@ -74,7 +98,7 @@ func runChildServer(v string) error {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 		}
-		for _, e := range []error{<-spawned, <-j.done, err} {
+		for _, e := range []error{<-spawned, <-j.done, err, <-pooledErr} {
 			if e != nil {
 				http.Error(w, e.Error(), http.StatusBadGateway)
 				return
@@ -147,8 +171,14 @@ func TestGoroutineTracking(t *testing.T) {
 			}
 			go func() {
 				defer c.Close()
-				if _, err := bufio.NewReader(c).ReadString('\n'); err == nil {
-					_, _ = c.Write([]byte("ok\n"))
+				r := bufio.NewReader(c)
+				for {
+					if _, err := r.ReadString('\n'); err != nil {
+						return
+					}
+					if _, err := c.Write([]byte("ok\n")); err != nil {
+						return
+					}
 				}
 			}()
 		}
@@ -212,7 +242,16 @@ func TestGoroutineTracking(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	time.Sleep(300 * time.Millisecond) // the ring buffer's last events
+	// The ring buffer's last events: wait until every request and call is in.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if len(rec.find(regexp.MustCompile(`^GET /r/(\d{1,2}) `), capture.BtoA)) == n &&
+			len(rec.find(regexp.MustCompile(`^pooled (\d{1,2})\n`), capture.AtoB)) == n {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
 	cancel()
 	<-runDone
 	<-trackDone
@@ -222,6 +261,7 @@ func TestGoroutineTracking(t *testing.T) {
 		"spawned goroutine": regexp.MustCompile(`^spawn (\d{1,2})\n`),
 		"worker pool":       regexp.MustCompile(`^pool (\d{1,2})\n`),
 		"http client":       regexp.MustCompile(`^GET /w/(\d{1,2}) `),
+		"connection pool":   regexp.MustCompile(`^pooled (\d{1,2})\n`),
 	}
 	if len(reqs) != n {
 		t.Fatalf("saw %d of %d requests", len(reqs), n)

@@ -99,6 +99,14 @@ type socketTraceGoChanVal struct {
 	TraceId uint64
 }
 
+type socketTraceGoPoolKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Chan uint64
+	Goid uint64
+}
+
 type socketTraceGoProc struct {
 	_           structs.HostLayout
 	GoidOff     uint32
@@ -160,64 +168,66 @@ type socketTraceThreadState struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	socketTraceMapActiveIoMap    = "active_io_map"
-	socketTraceMapCounters       = "counters"
-	socketTraceMapEvents         = "events"
-	socketTraceMapExcludedPids   = "excluded_pids"
-	socketTraceMapFutexProcs     = "futex_procs"
-	socketTraceMapFutexShared    = "futex_shared"
-	socketTraceMapFutexWaits     = "futex_waits"
-	socketTraceMapFutexWakes     = "futex_wakes"
-	socketTraceMapGoChanValues   = "go_chan_values"
-	socketTraceMapGoNewproc      = "go_newproc"
-	socketTraceMapGoProcs        = "go_procs"
-	socketTraceMapGoRecv         = "go_recv"
-	socketTraceMapIdCounter      = "id_counter"
-	socketTraceMapPendingConnect = "pending_connect"
-	socketTraceMapScratchBuf     = "scratch_buf"
-	socketTraceMapSockRoles      = "sock_roles"
-	socketTraceMapSockStates     = "sock_states"
-	socketTraceMapThreadStates   = "thread_states"
-	socketTraceMapTracedPids     = "traced_pids"
-	socketTraceProgEnterClose    = "enter_close"
-	socketTraceProgEnterConnect  = "enter_connect"
-	socketTraceProgEnterFutex    = "enter_futex"
-	socketTraceProgEnterRead     = "enter_read"
-	socketTraceProgEnterReadv    = "enter_readv"
-	socketTraceProgEnterRecvfrom = "enter_recvfrom"
-	socketTraceProgEnterRecvmmsg = "enter_recvmmsg"
-	socketTraceProgEnterRecvmsg  = "enter_recvmsg"
-	socketTraceProgEnterSendmmsg = "enter_sendmmsg"
-	socketTraceProgEnterSendmsg  = "enter_sendmsg"
-	socketTraceProgEnterSendto   = "enter_sendto"
-	socketTraceProgEnterWrite    = "enter_write"
-	socketTraceProgEnterWritev   = "enter_writev"
-	socketTraceProgExitAccept    = "exit_accept"
-	socketTraceProgExitAccept4   = "exit_accept4"
-	socketTraceProgExitConnect   = "exit_connect"
-	socketTraceProgExitFutex     = "exit_futex"
-	socketTraceProgExitRead      = "exit_read"
-	socketTraceProgExitReadv     = "exit_readv"
-	socketTraceProgExitRecvfrom  = "exit_recvfrom"
-	socketTraceProgExitRecvmmsg  = "exit_recvmmsg"
-	socketTraceProgExitRecvmsg   = "exit_recvmsg"
-	socketTraceProgExitSendmmsg  = "exit_sendmmsg"
-	socketTraceProgExitSendmsg   = "exit_sendmsg"
-	socketTraceProgExitSendto    = "exit_sendto"
-	socketTraceProgExitWrite     = "exit_write"
-	socketTraceProgExitWritev    = "exit_writev"
-	socketTraceProgGoChanrecv    = "go_chanrecv"
-	socketTraceProgGoChansend    = "go_chansend"
-	socketTraceProgGoGoexit1     = "go_goexit1"
-	socketTraceProgGoNewproc1    = "go_newproc1"
-	socketTraceProgGoNewproc1Ret = "go_newproc1_ret"
-	socketTraceProgGoRecvRet     = "go_recv_ret"
-	socketTraceProgGoSelectgo    = "go_selectgo"
-	socketTraceProgSchedExec     = "sched_exec"
-	socketTraceProgSchedExit     = "sched_exit"
-	socketTraceVarMaxPayload     = "max_payload"
-	socketTraceVarOnlyTracedPids = "only_traced_pids"
-	socketTraceVarWakeupBytes    = "wakeup_bytes"
+	socketTraceMapActiveIoMap     = "active_io_map"
+	socketTraceMapCounters        = "counters"
+	socketTraceMapEvents          = "events"
+	socketTraceMapExcludedPids    = "excluded_pids"
+	socketTraceMapFutexProcs      = "futex_procs"
+	socketTraceMapFutexShared     = "futex_shared"
+	socketTraceMapFutexWaits      = "futex_waits"
+	socketTraceMapFutexWakes      = "futex_wakes"
+	socketTraceMapGoChanPools     = "go_chan_pools"
+	socketTraceMapGoChanReceivers = "go_chan_receivers"
+	socketTraceMapGoChanValues    = "go_chan_values"
+	socketTraceMapGoNewproc       = "go_newproc"
+	socketTraceMapGoProcs         = "go_procs"
+	socketTraceMapGoRecv          = "go_recv"
+	socketTraceMapIdCounter       = "id_counter"
+	socketTraceMapPendingConnect  = "pending_connect"
+	socketTraceMapScratchBuf      = "scratch_buf"
+	socketTraceMapSockRoles       = "sock_roles"
+	socketTraceMapSockStates      = "sock_states"
+	socketTraceMapThreadStates    = "thread_states"
+	socketTraceMapTracedPids      = "traced_pids"
+	socketTraceProgEnterClose     = "enter_close"
+	socketTraceProgEnterConnect   = "enter_connect"
+	socketTraceProgEnterFutex     = "enter_futex"
+	socketTraceProgEnterRead      = "enter_read"
+	socketTraceProgEnterReadv     = "enter_readv"
+	socketTraceProgEnterRecvfrom  = "enter_recvfrom"
+	socketTraceProgEnterRecvmmsg  = "enter_recvmmsg"
+	socketTraceProgEnterRecvmsg   = "enter_recvmsg"
+	socketTraceProgEnterSendmmsg  = "enter_sendmmsg"
+	socketTraceProgEnterSendmsg   = "enter_sendmsg"
+	socketTraceProgEnterSendto    = "enter_sendto"
+	socketTraceProgEnterWrite     = "enter_write"
+	socketTraceProgEnterWritev    = "enter_writev"
+	socketTraceProgExitAccept     = "exit_accept"
+	socketTraceProgExitAccept4    = "exit_accept4"
+	socketTraceProgExitConnect    = "exit_connect"
+	socketTraceProgExitFutex      = "exit_futex"
+	socketTraceProgExitRead       = "exit_read"
+	socketTraceProgExitReadv      = "exit_readv"
+	socketTraceProgExitRecvfrom   = "exit_recvfrom"
+	socketTraceProgExitRecvmmsg   = "exit_recvmmsg"
+	socketTraceProgExitRecvmsg    = "exit_recvmsg"
+	socketTraceProgExitSendmmsg   = "exit_sendmmsg"
+	socketTraceProgExitSendmsg    = "exit_sendmsg"
+	socketTraceProgExitSendto     = "exit_sendto"
+	socketTraceProgExitWrite      = "exit_write"
+	socketTraceProgExitWritev     = "exit_writev"
+	socketTraceProgGoChanrecv     = "go_chanrecv"
+	socketTraceProgGoChansend     = "go_chansend"
+	socketTraceProgGoGoexit1      = "go_goexit1"
+	socketTraceProgGoNewproc1     = "go_newproc1"
+	socketTraceProgGoNewproc1Ret  = "go_newproc1_ret"
+	socketTraceProgGoRecvRet      = "go_recv_ret"
+	socketTraceProgGoSelectgo     = "go_selectgo"
+	socketTraceProgSchedExec      = "sched_exec"
+	socketTraceProgSchedExit      = "sched_exit"
+	socketTraceVarMaxPayload      = "max_payload"
+	socketTraceVarOnlyTracedPids  = "only_traced_pids"
+	socketTraceVarWakeupBytes     = "wakeup_bytes"
 )
 
 // loadSocketTrace returns the embedded CollectionSpec for socketTrace.
@@ -304,25 +314,27 @@ type socketTraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketTraceMapSpecs struct {
-	ActiveIoMap    *ebpf.MapSpec `ebpf:"active_io_map"`
-	Counters       *ebpf.MapSpec `ebpf:"counters"`
-	Events         *ebpf.MapSpec `ebpf:"events"`
-	ExcludedPids   *ebpf.MapSpec `ebpf:"excluded_pids"`
-	FutexProcs     *ebpf.MapSpec `ebpf:"futex_procs"`
-	FutexShared    *ebpf.MapSpec `ebpf:"futex_shared"`
-	FutexWaits     *ebpf.MapSpec `ebpf:"futex_waits"`
-	FutexWakes     *ebpf.MapSpec `ebpf:"futex_wakes"`
-	GoChanValues   *ebpf.MapSpec `ebpf:"go_chan_values"`
-	GoNewproc      *ebpf.MapSpec `ebpf:"go_newproc"`
-	GoProcs        *ebpf.MapSpec `ebpf:"go_procs"`
-	GoRecv         *ebpf.MapSpec `ebpf:"go_recv"`
-	IdCounter      *ebpf.MapSpec `ebpf:"id_counter"`
-	PendingConnect *ebpf.MapSpec `ebpf:"pending_connect"`
-	ScratchBuf     *ebpf.MapSpec `ebpf:"scratch_buf"`
-	SockRoles      *ebpf.MapSpec `ebpf:"sock_roles"`
-	SockStates     *ebpf.MapSpec `ebpf:"sock_states"`
-	ThreadStates   *ebpf.MapSpec `ebpf:"thread_states"`
-	TracedPids     *ebpf.MapSpec `ebpf:"traced_pids"`
+	ActiveIoMap     *ebpf.MapSpec `ebpf:"active_io_map"`
+	Counters        *ebpf.MapSpec `ebpf:"counters"`
+	Events          *ebpf.MapSpec `ebpf:"events"`
+	ExcludedPids    *ebpf.MapSpec `ebpf:"excluded_pids"`
+	FutexProcs      *ebpf.MapSpec `ebpf:"futex_procs"`
+	FutexShared     *ebpf.MapSpec `ebpf:"futex_shared"`
+	FutexWaits      *ebpf.MapSpec `ebpf:"futex_waits"`
+	FutexWakes      *ebpf.MapSpec `ebpf:"futex_wakes"`
+	GoChanPools     *ebpf.MapSpec `ebpf:"go_chan_pools"`
+	GoChanReceivers *ebpf.MapSpec `ebpf:"go_chan_receivers"`
+	GoChanValues    *ebpf.MapSpec `ebpf:"go_chan_values"`
+	GoNewproc       *ebpf.MapSpec `ebpf:"go_newproc"`
+	GoProcs         *ebpf.MapSpec `ebpf:"go_procs"`
+	GoRecv          *ebpf.MapSpec `ebpf:"go_recv"`
+	IdCounter       *ebpf.MapSpec `ebpf:"id_counter"`
+	PendingConnect  *ebpf.MapSpec `ebpf:"pending_connect"`
+	ScratchBuf      *ebpf.MapSpec `ebpf:"scratch_buf"`
+	SockRoles       *ebpf.MapSpec `ebpf:"sock_roles"`
+	SockStates      *ebpf.MapSpec `ebpf:"sock_states"`
+	ThreadStates    *ebpf.MapSpec `ebpf:"thread_states"`
+	TracedPids      *ebpf.MapSpec `ebpf:"traced_pids"`
 }
 
 // socketTraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -354,25 +366,27 @@ func (o *socketTraceObjects) Close() error {
 //
 // It can be passed to loadSocketTraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketTraceMaps struct {
-	ActiveIoMap    *ebpf.Map `ebpf:"active_io_map"`
-	Counters       *ebpf.Map `ebpf:"counters"`
-	Events         *ebpf.Map `ebpf:"events"`
-	ExcludedPids   *ebpf.Map `ebpf:"excluded_pids"`
-	FutexProcs     *ebpf.Map `ebpf:"futex_procs"`
-	FutexShared    *ebpf.Map `ebpf:"futex_shared"`
-	FutexWaits     *ebpf.Map `ebpf:"futex_waits"`
-	FutexWakes     *ebpf.Map `ebpf:"futex_wakes"`
-	GoChanValues   *ebpf.Map `ebpf:"go_chan_values"`
-	GoNewproc      *ebpf.Map `ebpf:"go_newproc"`
-	GoProcs        *ebpf.Map `ebpf:"go_procs"`
-	GoRecv         *ebpf.Map `ebpf:"go_recv"`
-	IdCounter      *ebpf.Map `ebpf:"id_counter"`
-	PendingConnect *ebpf.Map `ebpf:"pending_connect"`
-	ScratchBuf     *ebpf.Map `ebpf:"scratch_buf"`
-	SockRoles      *ebpf.Map `ebpf:"sock_roles"`
-	SockStates     *ebpf.Map `ebpf:"sock_states"`
-	ThreadStates   *ebpf.Map `ebpf:"thread_states"`
-	TracedPids     *ebpf.Map `ebpf:"traced_pids"`
+	ActiveIoMap     *ebpf.Map `ebpf:"active_io_map"`
+	Counters        *ebpf.Map `ebpf:"counters"`
+	Events          *ebpf.Map `ebpf:"events"`
+	ExcludedPids    *ebpf.Map `ebpf:"excluded_pids"`
+	FutexProcs      *ebpf.Map `ebpf:"futex_procs"`
+	FutexShared     *ebpf.Map `ebpf:"futex_shared"`
+	FutexWaits      *ebpf.Map `ebpf:"futex_waits"`
+	FutexWakes      *ebpf.Map `ebpf:"futex_wakes"`
+	GoChanPools     *ebpf.Map `ebpf:"go_chan_pools"`
+	GoChanReceivers *ebpf.Map `ebpf:"go_chan_receivers"`
+	GoChanValues    *ebpf.Map `ebpf:"go_chan_values"`
+	GoNewproc       *ebpf.Map `ebpf:"go_newproc"`
+	GoProcs         *ebpf.Map `ebpf:"go_procs"`
+	GoRecv          *ebpf.Map `ebpf:"go_recv"`
+	IdCounter       *ebpf.Map `ebpf:"id_counter"`
+	PendingConnect  *ebpf.Map `ebpf:"pending_connect"`
+	ScratchBuf      *ebpf.Map `ebpf:"scratch_buf"`
+	SockRoles       *ebpf.Map `ebpf:"sock_roles"`
+	SockStates      *ebpf.Map `ebpf:"sock_states"`
+	ThreadStates    *ebpf.Map `ebpf:"thread_states"`
+	TracedPids      *ebpf.Map `ebpf:"traced_pids"`
 }
 
 func (m *socketTraceMaps) Close() error {
@@ -385,6 +399,8 @@ func (m *socketTraceMaps) Close() error {
 		m.FutexShared,
 		m.FutexWaits,
 		m.FutexWakes,
+		m.GoChanPools,
+		m.GoChanReceivers,
 		m.GoChanValues,
 		m.GoNewproc,
 		m.GoProcs,
