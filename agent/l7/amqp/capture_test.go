@@ -29,6 +29,7 @@ func TestCaptureAMQP(t *testing.T) {
 		return flowlog.L7FlowLog{}
 	}
 	checkAMQPRows(t, find, port, flowlog.ObsLocalNIC)
+	checkAMQPLinking(t, find, port)
 	for i := range rows {
 		if s := rows[i].ResponseStatus; s == flowlog.StatusParseFailed || s == flowlog.StatusTimeout {
 			t.Errorf("failed row: %s", livetest.Describe(rows[i:i+1]))

@@ -18,9 +18,15 @@ func FuzzAMQPParser(f *testing.F) {
 		plan = append(plan, byte(min(len(s.b), 256)-1), byte(s.dir))
 	}
 	f.Add(data, plan)
+	traced := append(meth(1, 60, 40, u16(0), ss(""), ss("orders"), []byte{0}),
+		propsHeader(1, table(entry("n", 'I', []byte{0, 0, 0, 1}), entry("traceparent", 'S', longstr([]byte(testParent)))), "msg-1")...)
+	f.Add(append([]byte(protocolHeader), traced...), []byte{7, 0, byte(len(traced) - 1), 0})
 	f.Fuzz(func(t *testing.T, data, plan []byte) {
 		p := New(l7.Config{}).NewParser().(*Parser)
 		check := func(m *l7.Message, fed *[2]int64) {
+			if len(m.Attributes) > 1 || (m.TraceID != "" && (len(m.TraceID) != 32 || len(m.SpanID) != 16)) {
+				t.Fatalf("attributes %v trace %q %q", m.Attributes, m.TraceID, m.SpanID)
+			}
 			if m.Protocol != flowlog.L7AMQP || m.Dir > 1 || !m.HasRequestID || m.RequestID > 0xffff {
 				t.Fatalf("bad message identity %+v", m)
 			}

@@ -28,8 +28,16 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// runClient declares a queue, publishes, gets, consumes, declares a
-// missing queue passively (404) and closes.
+// liveTraceparent is the W3C traceparent of the i-th published message,
+// and its trace id.
+func liveTraceparent(i int) (header, traceID string) {
+	traceID = fmt.Sprintf("4bf92f3577b34da6a3ce929d0e0e%04x", i)
+	return "00-" + traceID + "-00f067aa0ba902b7-01", traceID
+}
+
+// runClient declares a queue, publishes (message ids order-0 and order-1,
+// each with a traceparent header), gets, consumes, declares a missing queue
+// passively (404) and closes.
 func runClient(url string) error {
 	conn, err := amqp091.Dial(url)
 	if err != nil {
@@ -46,8 +54,11 @@ func runClient(url string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for i := range 2 {
-		if err := ch.PublishWithContext(ctx, "", "orders", false, false,
-			amqp091.Publishing{Body: []byte("order-" + strconv.Itoa(i))}); err != nil {
+		tp, _ := liveTraceparent(i)
+		if err := ch.PublishWithContext(ctx, "", "orders", false, false, amqp091.Publishing{
+			Body: []byte("order-" + strconv.Itoa(i)), MessageId: "order-" + strconv.Itoa(i),
+			Headers: amqp091.Table{"attempt": int32(1), "traceparent": tp},
+		}); err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}
 	}
@@ -123,6 +134,7 @@ func TestLiveAMQP(t *testing.T) {
 		})[0]
 	}
 	checkAMQPRows(t, find, port, flowlog.ObsServerProcess)
+	checkAMQPLinking(t, find, port)
 	if failed := a.Match(func(r *flowlog.L7FlowLog) bool {
 		return r.L7ProtocolStr == "AMQP" && (r.ResponseStatus == flowlog.StatusParseFailed || r.ResponseStatus == flowlog.StatusTimeout)
 	}); len(failed) > 0 {
@@ -186,5 +198,28 @@ func checkAMQPRows(t *testing.T, find func(string, func(*flowlog.L7FlowLog) bool
 	ok(r, true)
 	if r.RequestResource != "/orders" {
 		bad(r)
+	}
+}
+
+// checkAMQPLinking asserts the message ids and trace contexts runClient's
+// messages carry: both publishes, the Basic.Get that took order-0 (its
+// Get-Ok carries the properties) and the delivery of order-1.
+func checkAMQPLinking(t *testing.T, find func(string, func(*flowlog.L7FlowLog) bool) flowlog.L7FlowLog, port int) {
+	t.Helper()
+	with := func(typ, id string) func(*flowlog.L7FlowLog) bool {
+		return func(r *flowlog.L7FlowLog) bool {
+			return (int(r.ServerPort) == port || int(r.ClientPort) == port) && r.RequestType == typ &&
+				r.Attributes[AttrMessageID] == id
+		}
+	}
+	for _, c := range []struct {
+		typ string
+		i   int
+	}{{"Basic.Publish", 0}, {"Basic.Publish", 1}, {"Basic.Get", 0}, {"Basic.Deliver", 1}} {
+		id := "order-" + strconv.Itoa(c.i)
+		r := find(c.typ+" "+id, with(c.typ, id))
+		if _, trace := liveTraceparent(c.i); r.TraceID != trace || r.SpanID != "00f067aa0ba902b7" {
+			t.Errorf("%s %s: trace %q span %q, want %q", c.typ, id, r.TraceID, r.SpanID, trace)
+		}
 	}
 }

@@ -35,6 +35,8 @@ type Parser struct {
 	stats  Stats
 	handle [2]func(*stream.Frame) bool
 	emit   func(*l7.Message)
+	// held is each direction's message waiting for its content header.
+	held [2]held
 }
 
 func newParser() *Parser {
@@ -49,8 +51,13 @@ func newParser() *Parser {
 // Stats returns the parser's counters.
 func (p *Parser) Stats() Stats { return p.stats }
 
-// Close does nothing: AMQP frames are length-delimited.
-func (p *Parser) Close(func(*l7.Message)) {}
+// Close emits the messages still waiting for their content header.
+func (p *Parser) Close(emit func(*l7.Message)) {
+	p.emit = emit
+	p.flush(0)
+	p.flush(1)
+	p.emit = nil
+}
 
 // Feed frames seg's direction and emits the messages it completes.
 func (p *Parser) Feed(seg *capture.Segment, emit func(*l7.Message)) {
@@ -104,11 +111,19 @@ func (p *Parser) frame(d int, f *stream.Frame) bool {
 		p.stats.BadFrames++
 		return false
 	}
+	channel := binary.BigEndian.Uint16(b[1:])
+	if h := p.held[d]; h.m != nil && b[0] == frameHeader && channel == h.channel {
+		payload := b[7:]
+		if f.Missing == 0 {
+			payload = payload[:len(payload)-1]
+		}
+		contentHeader(h.m, payload)
+	}
+	p.flush(d)
 	if b[0] != frameMethod {
 		p.stats.Skipped++ // content headers and bodies, heartbeats
 		return true
 	}
-	channel := binary.BigEndian.Uint16(b[1:])
 	r := reader{b: b[7:]}
 	if f.Missing == 0 {
 		r.b = r.b[:len(r.b)-1]
@@ -132,12 +147,12 @@ func (p *Parser) frame(d int, f *stream.Frame) bool {
 	case roleSkip:
 		p.stats.Skipped++
 	case roleRequest, roleOneWay:
-		p.request(f, &r, channel, class, id, m)
+		p.request(d, f, &r, channel, class, id, m)
 	case roleClose:
 		p.close(f, &r, channel, m, client)
 	case roleResponse:
 		if !client || p.client < 0 {
-			p.response(f, channel, class, id)
+			p.response(d, f, channel, class, id)
 		} else {
 			p.stats.Skipped++ // the client's Close-Ok to a server Close
 		}
@@ -156,7 +171,7 @@ func (p *Parser) message(f *stream.Frame, t l7.MessageType, channel uint16) *l7.
 }
 
 // request emits a synchronous request or an asynchronous method.
-func (p *Parser) request(f *stream.Frame, r *reader, channel, class, id uint16, md method) {
+func (p *Parser) request(d int, f *stream.Frame, r *reader, channel, class, id uint16, md method) {
 	m := p.message(f, l7.Request, channel)
 	m.RequestType = md.name
 	m.Domain = p.vhost
@@ -170,17 +185,25 @@ func (p *Parser) request(f *stream.Frame, r *reader, channel, class, id uint16, 
 		m.OneWay = true // no-wait: the server sends no -Ok
 	}
 	p.stats.Requests++
+	if carriesContent(class, id) {
+		p.hold(d, m, channel)
+		return
+	}
 	p.emit(m)
 }
 
 // response emits an -Ok (or Get-Empty) answering the channel's oldest request.
-func (p *Parser) response(f *stream.Frame, channel, class, id uint16) {
+func (p *Parser) response(d int, f *stream.Frame, channel, class, id uint16) {
 	m := p.message(f, l7.Response, channel)
 	m.Status = flowlog.StatusSuccess
 	if class == classBasic && id == 72 {
 		m.Result = "empty"
 	}
 	p.stats.Responses++
+	if carriesContent(class, id) {
+		p.hold(d, m, channel)
+		return
+	}
 	p.emit(m)
 }
 

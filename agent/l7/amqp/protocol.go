@@ -1,7 +1,14 @@
 // Package amqp infers and parses AMQP 0-9-1 (RabbitMQ): the frames of a
 // connection, the synchronous methods and their -Ok answers, asynchronous
 // Basic.Publish/Deliver/Return, and the Channel/Connection.Close by which
-// the server reports errors. Message properties and bodies are skipped.
+// the server reports errors. Bodies are skipped.
+//
+// Basic.Publish, Basic.Return, Basic.Deliver and Basic.Get-Ok are emitted
+// once the content header that follows them on their channel is read (or
+// when the next frame in their direction shows it will not come): its
+// message-id property becomes the attribute amqp.message_id, and a
+// traceparent entry of its headers table sets the trace id and span id as
+// HTTP's traceparent does.
 package amqp
 
 import (

@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/sightline-io/sightline/agent/capture"
@@ -30,4 +31,41 @@ func BenchmarkParseKafka(b *testing.B) {
 		p.Feed(reqSeg, emit)
 		p.Feed(respSeg, emit)
 	})
+}
+
+// BenchmarkParseKafkaRecords parses traced Produce and Fetch exchanges whose
+// batches hold n records: allocations do not grow with n.
+func BenchmarkParseKafkaRecords(b *testing.B) {
+	for _, n := range []int{1, 100} {
+		b.Run(strconv.Itoa(n)+"-records", func(b *testing.B) {
+			batch := recordBatch(0, n, 0, "traceparent", testParent)
+			msgs := [][]byte{
+				reqFrame(0, "kgo", produceWith(9, "orders", producePart(0, batch))),
+				respFrame(0, produceRespParts(9, "orders", [3]int64{0, 0, 42})),
+				reqFrame(1, "kgo", fetchReq(12, "orders")),
+				respFrame(1, fetchRespParts(12, batch)),
+			}
+			p := New(l7.Config{}).NewParser()
+			segs := make([]*capture.Segment, len(msgs))
+			size := 0
+			for i, m := range msgs {
+				segs[i] = parsertest.Whole(capture.Direction(i%2), m)
+				size += len(m)
+			}
+			b.SetBytes(int64(size))
+			var corr int32
+			parsertest.BenchFunc(b, 4, func(emit func(*l7.Message)) {
+				corr += 2
+				for i, m := range msgs {
+					c := corr + int32(i/2)
+					off := 8 // request correlation id
+					if i%2 == 1 {
+						off = 4
+					}
+					m[off], m[off+1], m[off+2], m[off+3] = byte(c>>24), byte(c>>16), byte(c>>8), byte(c)
+					p.Feed(segs[i], emit)
+				}
+			})
+		})
+	}
 }

@@ -9,7 +9,9 @@ type reqInfo struct {
 	topicID      [16]byte
 	hasTopicID   bool // topic named by id only (newer Produce/Fetch/OffsetCommit)
 	partition    int32
-	onePartition bool // exactly one topic with exactly one partition
+	onePartition bool   // exactly one topic with exactly one partition
+	hasPartition bool   // partition is the first topic's first (Produce)
+	records      []byte // captured prefix of that partition's records (Produce)
 	group        []byte
 	acks         int16
 	acksKnown    bool
@@ -50,7 +52,7 @@ func decodeRequest(r *reader, key, ver int16) (info reqInfo) {
 		info.acks = r.i16()
 		info.acksKnown = !r.failed()
 		r.skip(4) // timeout
-		r.firstTopic(ver, 13, &info)
+		r.produceTopic(ver, &info)
 	case keyFetch:
 		if ver <= 14 {
 			r.skip(4) // replica id
@@ -164,20 +166,10 @@ func (r *reader) throttle(ver, from int16) {
 }
 
 // decodeResponse reads the error code of the APIs it knows (and learns
-// topic ids from Metadata and CreateTopics); r.flex is set.
+// topic ids from Metadata and CreateTopics); r.flex is set. Produce and
+// Fetch are read by produceResponse and fetchResponse.
 func (p *Parser) decodeResponse(r *reader, key, ver int16) respInfo {
 	switch key {
-	case keyProduce:
-		return r.firstPartitionCode(ver, 13)
-	case keyFetch:
-		r.throttle(ver, 1)
-		if ver >= 7 {
-			if top := r.code(); !top.hasCode || top.code != 0 {
-				return top
-			}
-			r.skip(4) // session id
-		}
-		return r.firstPartitionCode(ver, 13)
 	case keyListOffsets:
 		r.throttle(ver, 2)
 		return r.firstPartitionCode(ver, 127)

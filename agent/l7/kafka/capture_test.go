@@ -23,6 +23,17 @@ func TestCaptureKafka(t *testing.T) {
 		return flowlog.L7FlowLog{}
 	}
 	checkKafkaRows(t, wait, flowlog.ObsLocalNIC)
+	// driveKafka's records: offsets 0-2 produced with acks=all, 3 with
+	// acks=0, record i carrying trace i.
+	prodOffsets, consOffsets := produced{}, produced{}
+	for i := range 4 {
+		_, id := traceparent(i)
+		if i < 3 {
+			prodOffsets[int64(i)] = id
+		}
+		consOffsets[int64(i)] = id
+	}
+	checkLinking(t, rows, prodOffsets, consOffsets)
 	for i := range rows {
 		if rows[i].ResponseStatus == flowlog.StatusParseFailed {
 			t.Errorf("parse failure: %s", livetest.Describe(rows[i:i+1]))

@@ -27,6 +27,9 @@ type Stats struct {
 type pendingReq struct {
 	corr     int32
 	key, ver int16
+	// target identifies a Produce's first topic and partition (targetHash).
+	target    uint64
+	hasTarget bool
 }
 
 // Parser parses one Kafka connection.
@@ -172,10 +175,16 @@ func (p *Parser) request(f *stream.Frame, emit func(*l7.Message)) bool {
 		info = decodeRequest(&r, key, ver)
 	}
 	p.describe(m, key, &info)
+	q := pendingReq{corr: corr, key: key, ver: ver}
+	if key == keyProduce && info.hasPartition {
+		q.target = targetHash(info.topic, info.topicID, info.hasTopicID, info.partition)
+		q.hasTarget = true
+		produceRecords(m, info.records)
+	}
 	if key == keyProduce && info.acksKnown && info.acks == 0 {
 		m.OneWay = true // acks=0: the broker sends no response
 	} else {
-		p.remember(pendingReq{corr: corr, key: key, ver: ver})
+		p.remember(q)
 	}
 	p.stats.Requests++
 	emit(m)
@@ -192,7 +201,12 @@ func (p *Parser) describe(m *l7.Message, key int16, info *reqInfo) {
 	case topic != "":
 		m.Domain = topic
 		m.Resource = topic
-		if (key == keyProduce || key == keyFetch || key == keyListOffsets) && info.onePartition {
+		switch {
+		case key == keyProduce && info.hasPartition:
+			// The first partition, as the response's base offset is its.
+			m.Resource = topic + ":" + strconv.FormatInt(int64(info.partition), 10)
+			setAttr(m, AttrTopicPartition, m.Resource)
+		case (key == keyFetch || key == keyListOffsets) && info.onePartition:
 			m.Resource = topic + ":" + strconv.FormatInt(int64(info.partition), 10)
 		}
 		// Topics are few per cluster: "Produce orders" stays low-cardinality.
@@ -265,7 +279,15 @@ func (p *Parser) response(f *stream.Frame, emit func(*l7.Message)) bool {
 		r.tags()
 	}
 	r.flex = flexible(q.key, q.ver)
-	res := p.decodeResponse(&r, q.key, q.ver)
+	var res respInfo
+	switch q.key {
+	case keyProduce:
+		res = p.produceResponse(&r, q, m)
+	case keyFetch:
+		res = p.fetchResponse(&r, q.ver, m)
+	default:
+		res = p.decodeResponse(&r, q.key, q.ver)
+	}
 	switch {
 	case res.hasCode:
 		m.Code, m.HasCode = int32(res.code), true

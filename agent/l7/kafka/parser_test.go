@@ -34,7 +34,7 @@ func exchanges() []exchange {
 		{"produce v9", reqFrame(1, "cli", produceReq(9, -1, "orders", 2)), respFrame(1, produceResp(9, "orders", 0)),
 			want{typ: "Produce", domain: "orders", resource: "orders:2", endpoint: "Produce orders", version: "9", id: 1, hasCode: true}},
 		{"produce v7 two partitions", reqFrame(2, "", produceReq(7, 1, "orders", 0, 1)), respFrame(2, produceResp(7, "orders", 6)),
-			want{typ: "Produce", domain: "orders", resource: "orders", endpoint: "Produce orders", version: "7", id: 2, code: 6, hasCode: true,
+			want{typ: "Produce", domain: "orders", resource: "orders:0", endpoint: "Produce orders", version: "7", id: 2, code: 6, hasCode: true,
 				status: flowlog.StatusServerError, exception: "NOT_LEADER_FOR_PARTITION"}},
 		{"produce acks=0", reqFrame(3, "cli", produceReq(11, 0, "orders", 0)), nil,
 			want{typ: "Produce", domain: "orders", resource: "orders:0", endpoint: "Produce orders", version: "11", id: 3, oneWay: true, noResponse: true}},

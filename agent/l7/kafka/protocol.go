@@ -3,6 +3,28 @@
 // body fields that name what a request touches (topic, partition, group) and
 // how it ended (error code) for the common APIs, by hand, on the captured
 // prefix of each message.
+//
+// Produce and Fetch also carry what links a producer to its consumers
+// (record batches of magic v2; older message sets are ignored):
+//
+//   - Produce: the resource is "topic:partition" of the first topic's first
+//     partition (also attribute kafka.topic_partition); kafka.record_count
+//     is the recordCount of that partition's first batch header, and
+//     kafka.base_offset the offset the broker's response gives the same
+//     topic and partition (matched by name or topic id, not by position).
+//   - Fetch response: for the first partition that returned records,
+//     kafka.topic_partition ("topic:partition"; the request's resource is
+//     "topic" alone when it asked for several partitions),
+//     kafka.first_offset (base offset of its first batch) and
+//     kafka.last_offset (base offset + last offset delta of the last batch
+//     wholly inside the captured bytes: with a truncated capture the range
+//     ends early).
+//   - Both: a W3C traceparent header of the first record of the first
+//     batch, when that batch is uncompressed (attribute bits 0-2 zero), sets
+//     the trace id and span id as HTTP's traceparent does.
+//
+// Only the captured bytes are walked, one record at most per message, and
+// nothing is allocated per record.
 package kafka
 
 import (

@@ -59,6 +59,13 @@ func (r *reader) i32() int32 {
 	return 0
 }
 
+func (r *reader) i64() int64 {
+	if p := r.take(8); p != nil {
+		return int64(binary.BigEndian.Uint64(p))
+	}
+	return 0
+}
+
 func (r *reader) skip(n int) { r.take(n) }
 
 // uvarint reads an unsigned varint of at most 5 bytes (32 bits).

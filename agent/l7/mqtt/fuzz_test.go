@@ -20,9 +20,16 @@ func FuzzMQTTParser(f *testing.F) {
 		}
 		f.Add(data, plan)
 	}
+	// An MQTT 5 QoS 1 PUBLISH with a traceparent user property.
+	conn := connect(5, "cli", "", "")
+	pub := packet(0x32, str("orders/1"), u16(7), propBlock([]byte{0x01, 1}, userProp("traceparent", testParent)), []byte("x"))
+	f.Add(append(conn, pub...), []byte{byte(len(conn) - 1), 0, byte(len(pub) - 1), 0})
 	f.Fuzz(func(t *testing.T, data, plan []byte) {
 		p := New(l7.Config{}).NewParser().(*Parser)
 		check := func(m *l7.Message, fed *[2]int64) {
+			if len(m.Attributes) > 1 || (m.TraceID != "" && (len(m.TraceID) != 32 || len(m.SpanID) != 16)) {
+				t.Fatalf("attributes %v trace %q %q", m.Attributes, m.TraceID, m.SpanID)
+			}
 			if m.Protocol != flowlog.L7MQTT || m.Dir > 1 {
 				t.Fatalf("bad message identity %+v", m)
 			}

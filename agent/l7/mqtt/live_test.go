@@ -79,6 +79,12 @@ password_file %s
 	return open, auth
 }
 
+// liveTraceparent is the user property of the MQTT 5 QoS 1 publish.
+const (
+	liveTraceID     = "4bf92f3577b34da6a3ce929d0e0e4736"
+	liveTraceparent = "00-" + liveTraceID + "-00f067aa0ba902b7-01"
+)
+
 // driveMQTT runs the mosquitto clients (3.1.1 and 5, QoS 0/1/2), an
 // authentication failure and the paho client.
 func driveMQTT(t *testing.T, open, auth int) {
@@ -97,7 +103,8 @@ func driveMQTT(t *testing.T, open, auth int) {
 		livetest.Run(t, "mosquitto_pub", append(base, args...)...)
 	}
 	pub("-V", "mqttv311", "-i", "pub-311-q0", "-q", "0", "-t", "sensors/12345678/temp", "-m", "21")
-	pub("-V", "mqttv5", "-i", "pub-5-q1", "-q", "1", "-t", "sensors/12345678/temp", "-m", "22")
+	pub("-V", "mqttv5", "-i", "pub-5-q1", "-q", "1", "-t", "sensors/12345678/temp", "-m", "22",
+		"-D", "publish", "user-property", "traceparent", liveTraceparent)
 	pub("-V", "mqttv311", "-i", "pub-311-q2", "-q", "2", "-t", "sensors/room/humidity", "-m", "40")
 	if err := sub.Wait(); err != nil {
 		t.Fatalf("mosquitto_sub: %v\n%s", err, out)
@@ -167,7 +174,8 @@ func checkMQTTRows(t *testing.T, find func(string, func(*flowlog.L7FlowLog) bool
 	r = find("PUBLISH QoS 1 v5", func(r *flowlog.L7FlowLog) bool {
 		return at(r) && r.RequestType == "PUBLISH" && r.RequestDomain == "pub-5-q1"
 	})
-	if r.Version != "5" || r.RequestID == nil || code(&r) != 0 || r.ResponseDuration == 0 || r.Endpoint != "sensors/+/temp" {
+	if r.Version != "5" || r.RequestID == nil || code(&r) != 0 || r.ResponseDuration == 0 || r.Endpoint != "sensors/+/temp" ||
+		r.TraceID != liveTraceID || r.SpanID != "00f067aa0ba902b7" || r.Attributes[AttrPacketID] != strconv.Itoa(int(*r.RequestID)) {
 		bad(r)
 	}
 	r = find("PUBLISH QoS 2", func(r *flowlog.L7FlowLog) bool {
@@ -187,7 +195,22 @@ func checkMQTTRows(t *testing.T, find func(string, func(*flowlog.L7FlowLog) bool
 	r = find("delivery QoS 1", func(r *flowlog.L7FlowLog) bool {
 		return int(r.ClientPort) == open && r.RequestType == "PUBLISH" && r.RequestDomain == "sub-v5" && r.RequestID != nil
 	})
-	if *r.RequestID < serverIDs || code(&r) != 0 || r.Type != flowlog.TypeSession {
+	if *r.RequestID < serverIDs || code(&r) != 0 || r.Type != flowlog.TypeSession ||
+		r.Attributes[AttrPacketID] != strconv.Itoa(int(*r.RequestID-serverIDs)) {
+		bad(r)
+	}
+	// The broker forwards the publisher's user properties to the MQTT 5
+	// subscriber: the delivery joins the publisher's trace.
+	r = find("traced delivery", func(r *flowlog.L7FlowLog) bool {
+		return int(r.ClientPort) == open && r.RequestType == "PUBLISH" && r.RequestDomain == "sub-v5" && r.TraceID == liveTraceID
+	})
+	if r.RequestID == nil || r.SpanID != "00f067aa0ba902b7" || r.RequestResource != "sensors/12345678/temp" {
+		bad(r)
+	}
+	r = find("PUBLISH QoS 0 without properties", func(r *flowlog.L7FlowLog) bool {
+		return at(r) && r.RequestType == "PUBLISH" && r.RequestDomain == "pub-311-q0"
+	})
+	if len(r.Attributes) != 0 || r.TraceID != "" {
 		bad(r)
 	}
 	r = find("PINGREQ or DISCONNECT", func(r *flowlog.L7FlowLog) bool {

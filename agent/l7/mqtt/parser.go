@@ -315,7 +315,7 @@ func (p *Parser) connect(d int, f *stream.Frame, r *reader) bool {
 	return true
 }
 
-// publish reads PUBLISH's topic and packet id.
+// publish reads PUBLISH's topic, packet id and (MQTT 5) trace context.
 func (p *Parser) publish(d int, f *stream.Frame, r *reader, flags byte) {
 	qos := (flags >> 1) & 3
 	topic := r.str()
@@ -325,10 +325,17 @@ func (p *Parser) publish(d int, f *stream.Frame, r *reader, flags byte) {
 	if qos == 0 {
 		m.OneWay = true
 	} else {
-		m.RequestID, m.HasRequestID = uint64(r.u16()), true
+		id := r.u16()
+		m.RequestID, m.HasRequestID = uint64(id), true
 		if !p.fromClient(d) {
 			m.RequestID += serverIDs
 		}
+		if !r.failed() {
+			setPacketID(m, id)
+		}
+	}
+	if p.v5 {
+		publishProps(m, r)
 	}
 	// An MQTT 5 PUBLISH may name its topic by alias only (empty topic).
 	m.Resource = string(topic)

@@ -1,6 +1,11 @@
 // Package mqtt infers and parses MQTT 3.1, 3.1.1 and 5.0 control packets
 // over TCP: CONNECT/CONNACK, PUBLISH with its acknowledgements,
 // SUBSCRIBE/SUBACK, UNSUBSCRIBE/UNSUBACK, PINGREQ/PINGRESP and DISCONNECT.
+//
+// A QoS 1 or 2 PUBLISH carries its packet id as sent in the attribute
+// mqtt.packet_id; an MQTT 5 PUBLISH's "traceparent" user property sets the
+// trace id and span id as HTTP's traceparent does (brokers forward user
+// properties, so deliveries to MQTT 5 subscribers join the trace too).
 package mqtt
 
 import (
