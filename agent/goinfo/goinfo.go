@@ -253,10 +253,51 @@ func (b *Binary) findTextStart(pcln []byte) uint64 {
 	if v, ok := b.symbol("runtime.text"); ok {
 		return v
 	}
+	// Stripped and linked by an external linker (cgo): the header field is
+	// zero and .text begins with C code; runtime.firstmoduledata, which
+	// points at the pclntab, holds the real start.
+	if v, ok := b.moduleText(); ok {
+		return v
+	}
 	if s := b.elf.Section(".text"); s != nil {
 		return s.Addr
 	}
 	return 0
+}
+
+// moduleText finds runtime.firstmoduledata (its first word is the pclntab's
+// address) in the writable data sections and returns its text field. Layout of
+// runtime.moduledata (go1.18 to go1.26): pcHeader, then six slices
+// (funcnametab, cutab, filetab, pctab, pclntable, ftab), findfunctab,
+// minpc, maxpc, text.
+func (b *Binary) moduleText() (uint64, bool) {
+	pcln := b.elf.Section(".gopclntab")
+	text := b.elf.Section(".text")
+	if pcln == nil || text == nil {
+		return 0, false
+	}
+	const textOff = 8 + 6*24 + 8 + 8 + 8
+	// Internal linking puts it in .noptrdata; external linkers may move it
+	// (a .go.module section, for one): look in every writable data section.
+	for _, sec := range b.elf.Sections {
+		if sec.Type != elf.SHT_PROGBITS || sec.Flags&elf.SHF_WRITE == 0 || sec.Size > 256<<20 {
+			continue
+		}
+		data, err := sec.Data()
+		if err != nil {
+			continue
+		}
+		for i := 0; i+textOff+8 <= len(data); i += 8 {
+			if binary.LittleEndian.Uint64(data[i:]) != pcln.Addr {
+				continue
+			}
+			v := binary.LittleEndian.Uint64(data[i+textOff:])
+			if v >= text.Addr && v < text.Addr+text.Size {
+				return v, true
+			}
+		}
+	}
+	return 0, false
 }
 
 func (b *Binary) symbol(name string) (uint64, bool) {

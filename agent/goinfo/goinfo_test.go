@@ -604,3 +604,36 @@ func BenchmarkOffsetsDWARF(b *testing.B) {
 		}
 	}
 }
+
+// TestStrippedExternalLink: a stripped binary linked by the C linker (what
+// `go test` builds for a package that uses cgo) has no runtime.text symbol,
+// a zero text start in the pclntab header and C code at the start of .text;
+// functions must still resolve to the same code as in the normal build.
+func TestStrippedExternalLink(t *testing.T) {
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Fatal("gcc is needed for external linking (see scripts/install-test-deps.sh)")
+	}
+	b := mustBuild(t)
+	out := filepath.Join(testDir, "external")
+	cmd := exec.Command(goTool(), "build", "-ldflags=-s -w -linkmode=external", "-o", out, "main.go")
+	cmd.Dir = testDir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1", "GOFLAGS=", "GOWORK=off", "GO111MODULE=auto")
+	if o, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, o)
+	}
+	ext, full := mustInspect(t, out), mustInspect(t, b.full)
+	for _, name := range probed {
+		want, err := full.Func(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ext.Func(name)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if got.Size != want.Size || len(got.Returns) != len(want.Returns) || len(got.Returns) == 0 {
+			t.Errorf("%s: size %d, %d returns; normal build: size %d, %d returns", name, got.Size, len(got.Returns), want.Size, len(want.Returns))
+		}
+	}
+}
