@@ -79,8 +79,8 @@ type Config struct {
 	// connects, retransmits and resets per process, on /metrics).
 	DisableTCPEvents bool
 	// DisableGoTracking turns off goroutine tracking (uprobes on the Go
-	// runtime of every Go process): Go services then get thread-level
-	// syscall_trace_ids, which goroutines make unreliable.
+	// runtime of every Go process). Go processes are still found, and get
+	// no syscall_trace_ids: thread-level ids are wrong for goroutines.
 	DisableGoTracking bool
 	// Registerer receives the agent's metrics (nil: none).
 	Registerer prometheus.Registerer
@@ -114,7 +114,7 @@ type Agent struct {
 	log     *slog.Logger
 	tracer  *socktrace.Tracer
 	tcp     *tcpevents.Tracer // nil when disabled
-	goTrack *gotrack.Tracker  // nil when disabled
+	goTrack *gotrack.Tracker
 	packets *afpacket.Capture // nil when disabled
 	netPipe *netcap.Pipeline
 	flows   *flow.Table
@@ -240,11 +240,9 @@ func New(cfg Config) (*Agent, error) {
 			cfg.Registerer.MustRegister(tcpevents.NewCollector(a.tcpSeen, 0, tcp.Stats))
 		}
 	}
-	if !cfg.DisableGoTracking {
-		a.goTrack = gotrack.New(a.tracer, gotrack.Config{Logger: cfg.Logger})
-		if cfg.Registerer != nil {
-			cfg.Registerer.MustRegister(promstats.New("sightline_agent_gotrack", func() any { return a.goTrack.Stats() }))
-		}
+	a.goTrack = gotrack.New(a.tracer, gotrack.Config{Logger: cfg.Logger, ProbesOff: cfg.DisableGoTracking})
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(promstats.New("sightline_agent_gotrack", func() any { return a.goTrack.Stats() }))
 	}
 	if !cfg.Packets.Disable {
 		if err := a.openPackets(); err != nil {

@@ -80,7 +80,8 @@ struct thread_state {
 	__u64 weak_src;  /* the futex word that woke it with that id */
 	__u64 weak_seq;  /* its process's request-thread activity count then (see ftx_proc) */
 	__u32 weak_waker; /* thread id of the request thread that handed it over */
-	__u32 _pad2;
+	__u8 ftx_waiting; /* counted in its process's ftx_proc.waiting */
+	__u8 _pad2[3];
 };
 
 struct sock_state {
@@ -443,6 +444,8 @@ static __always_inline __u64 exec_key(__u64 pid_tgid, __u64 *goid)
 	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &tgid);
 	if (!gp)
 		return pid_tgid;
+	if (!gp->goid_off)
+		return 0; /* a Go process without goroutine probes: no ids */
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	__u64 g = BPF_CORE_READ(regs, r14);
 	__u64 sp = BPF_CORE_READ(regs, sp);
@@ -484,12 +487,14 @@ struct ftx_wake {
  * have queued work: a queue hands out jobs first in, first out, to
  * whichever worker runs first, so the worker cannot tell whose job it took
  * once two were queued, and then uses none. A put that wakes nobody makes
- * no syscall, hence watching the waits too. */
+ * no syscall, hence watching the waits too; and a handoff while another
+ * request thread sleeps waiting (its job may still be queued, ahead) hands
+ * over nothing. */
 struct ftx_proc {
 	__u64 seq;
-	__u64 run;  /* seq where the latest run of one thread's activity began */
-	__u32 last; /* that thread's id */
-	__u32 _pad;
+	__u64 run;     /* seq where the latest run of one thread's activity began */
+	__u32 last;    /* that thread's id */
+	__s32 waiting; /* request threads asleep on a futex right after reading their request */
 };
 
 struct {
@@ -869,7 +874,9 @@ static __always_inline int exit_io(__u32 syscall, long ret)
 	__u64 goid = 0;
 	__u64 key = exec_key(id, &goid);
 	h->goid = goid;
-	h->trace_id = trace_id_for(key, (__u64)sk, io.dir, sock_role(ss, (__u64)sk));
+	/* Thread-level ids mean nothing in a Go process whose goroutines are
+	 * not tracked (threads run many goroutines in turn): none then. */
+	h->trace_id = key ? trace_id_for(key, (__u64)sk, io.dir, sock_role(ss, (__u64)sk)) : 0;
 	if (bpf_ringbuf_output(&events, s, sizeof(*h) + captured, rb_flags()))
 		count(CNT_RINGBUF_FULL);
 	return 0;
@@ -1566,8 +1573,14 @@ int enter_futex(struct trace_event_raw_sys_enter *ctx)
 		}
 		if (ARG(ctx, 3)) /* timed */
 			return 0;
-		if (fresh_request_thread(ts))
+		if (fresh_request_thread(ts)) {
 			ftx_proc_bump(tgid, (__u32)id);
+			struct ftx_proc *p = bpf_map_lookup_elem(&futex_procs, &tgid);
+			if (p && !ts->ftx_waiting) {
+				__sync_fetch_and_add(&p->waiting, 1);
+				ts->ftx_waiting = 1;
+			}
+		}
 		if (ts && ts->weak && ts->weak_src == uaddr) {
 			/* Back to waiting on the queue that woke it, its id unused:
 			 * another worker took that job. */
@@ -1583,6 +1596,9 @@ int enter_futex(struct trace_event_raw_sys_enter *ctx)
 	__u64 seq = ftx_proc_bump(tgid, (__u32)id);
 	if (bpf_map_lookup_elem(&futex_shared, &k))
 		return 0;
+	struct ftx_proc *p = bpf_map_lookup_elem(&futex_procs, &tgid);
+	if (p && p->waiting > 0)
+		return 0; /* another request's job may be queued ahead of this one */
 	struct ftx_wake w = { .trace_id = ts->trace_id, .ts = bpf_ktime_get_ns(), .seq = seq, .waker = (__u32)id };
 	bpf_map_update_elem(&futex_wakes, &k, &w, BPF_ANY);
 	return 0;
@@ -1597,6 +1613,14 @@ int exit_futex(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	struct ftx_wait w = *wp;
 	bpf_map_delete_elem(&futex_waits, &id);
+	struct thread_state *ts = bpf_map_lookup_elem(&thread_states, &id);
+	if (ts && ts->ftx_waiting) {
+		__u32 tgid = id >> 32;
+		struct ftx_proc *p = bpf_map_lookup_elem(&futex_procs, &tgid);
+		if (p && p->waiting > 0)
+			__sync_fetch_and_add(&p->waiting, -1);
+		ts->ftx_waiting = 0;
+	}
 	if (ctx->ret != 0)
 		return 0;
 	struct ftx_key k = { .tgid = id >> 32, .uaddr = w.uaddr };
@@ -1610,7 +1634,6 @@ int exit_futex(struct trace_event_raw_sys_exit *ctx)
 	__u64 seq = wk->seq;
 	__u32 waker = wk->waker;
 	wk->consumed = 1;
-	struct thread_state *ts = bpf_map_lookup_elem(&thread_states, &id);
 	if (ts) {
 		if (ts->owned || ts->event_loop)
 			return 0;

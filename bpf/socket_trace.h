@@ -102,7 +102,7 @@ struct event_header {
 /* Per Go process: where to find what the goroutine probes need, from the
  * binary's DWARF or the versioned table (agent/goinfo). */
 struct go_proc {
-	__u32 goid_off;     /* runtime.g.goid */
+	__u32 goid_off;     /* runtime.g.goid; 0: not tracked (probes off or failed), no ids */
 	__u32 elemsize_off; /* runtime.hchan.elemsize */
 	__u32 scase_size;   /* sizeof(runtime.scase) */
 	__u32 scase_elem;   /* offset of runtime.scase.elem (c is at 0) */

@@ -40,7 +40,10 @@ type Config struct {
 	MaxProcs    int    // processes registered at once; default 4096 (the kernel map's size)
 	QueueLen    int    // pending exec/exit events; default 1024
 	SelfPID     int    // never tracked (the agent); default os.Getpid()
-	Logger      *slog.Logger
+	// ProbesOff finds Go processes but attaches nothing: they are
+	// registered untracked, so they get no thread-level syscall_trace_ids.
+	ProbesOff bool
+	Logger    *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -69,6 +72,7 @@ func (c Config) withDefaults() Config {
 // tell why a Go service is not tracked (doctor, /metrics).
 type Stats struct {
 	Processes      uint64 // Go processes tracked now
+	Untracked      uint64 // Go processes registered without probes (off or failed): no syscall trace ids
 	Binaries       uint64 // executables with probes attached now
 	NotGo          uint64 // executables inspected that are not Go (or not amd64)
 	InspectFailed  uint64 // Go executables whose functions or offsets could not be read
@@ -87,8 +91,15 @@ type binary struct {
 	users  int
 }
 
-// verdict remembers executables that are not tracked, so each is inspected once.
-type verdict struct{ err error }
+// verdict remembers executables that are not tracked, so each is inspected
+// once; goUntracked marks Go executables whose processes are registered
+// without probes.
+type verdict struct {
+	err         error
+	goUntracked bool
+}
+
+var errProbesOff = errors.New("goroutine probes are off")
 
 type event struct {
 	pid  uint32
@@ -106,6 +117,8 @@ type Tracker struct {
 	binaries map[fileID]*binary
 	rejected map[fileID]verdict
 	procs    map[uint32]fileID
+	// untracked counts registered Go processes without probes.
+	untracked int
 
 	notGo, inspectFailed, attachFailed, registerFailed, limit, queueFull atomic.Uint64
 }
@@ -183,7 +196,7 @@ func (t *Tracker) Tracked(pid uint32) bool {
 // Stats returns the counters.
 func (t *Tracker) Stats() Stats {
 	t.mu.Lock()
-	s := Stats{Processes: uint64(len(t.procs)), Binaries: uint64(len(t.binaries))}
+	s := Stats{Processes: uint64(len(t.procs) - t.untracked), Untracked: uint64(t.untracked), Binaries: uint64(len(t.binaries))}
 	t.mu.Unlock()
 	s.NotGo = t.notGo.Load()
 	s.InspectFailed = t.inspectFailed.Load()
@@ -206,7 +219,10 @@ func (t *Tracker) track(pid uint32) {
 	id := fileID{dev: uint64(st.Dev), ino: st.Ino}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.rejected[id]; ok {
+	if v, ok := t.rejected[id]; ok {
+		if v.goUntracked {
+			t.register(pid, id, nil, socktrace.GoProc{})
+		}
 		return
 	}
 	if len(t.procs) >= t.cfg.MaxProcs {
@@ -221,29 +237,64 @@ func (t *Tracker) track(pid uint32) {
 		}
 		var err error
 		if b, err = t.probe(exe); err != nil {
+			goBin := !errors.Is(err, goinfo.ErrNotGo) && !errors.Is(err, goinfo.ErrUnsupportedArch)
 			if len(t.rejected) < 4*t.cfg.MaxBinaries+1024 {
-				t.rejected[id] = verdict{err}
+				t.rejected[id] = verdict{err: err, goUntracked: goBin}
 			}
-			if !errors.Is(err, goinfo.ErrNotGo) && !errors.Is(err, goinfo.ErrUnsupportedArch) {
-				t.cfg.Logger.Info("gotrack: go process not tracked", "pid", pid, "err", err)
+			if goBin {
+				if !errors.Is(err, errProbesOff) {
+					t.cfg.Logger.Info("gotrack: go process not tracked: it gets no syscall trace ids", "pid", pid, "err", err)
+				}
+				t.register(pid, id, nil, socktrace.GoProc{})
 			}
 			return
 		}
 		t.binaries[id] = b
 	}
-	if err := t.k.RegisterGoProcess(pid, b.proc); err != nil {
-		t.registerFailed.Add(1)
-		t.cfg.Logger.Warn("gotrack: register", "pid", pid, "err", err)
-		t.release(id, b)
+	t.register(pid, id, b, b.proc)
+}
+
+// register tells the kernel about a Go process (b nil: untracked).
+func (t *Tracker) register(pid uint32, id fileID, b *binary, p socktrace.GoProc) {
+	if len(t.procs) >= t.cfg.MaxProcs {
+		t.limit.Add(1)
 		return
 	}
-	b.users++
+	if err := t.k.RegisterGoProcess(pid, p); err != nil {
+		t.registerFailed.Add(1)
+		t.cfg.Logger.Warn("gotrack: register", "pid", pid, "err", err)
+		if b != nil {
+			t.release(id, b)
+		}
+		return
+	}
+	if b != nil {
+		b.users++
+	} else {
+		t.untracked++
+	}
 	t.procs[pid] = id
 }
 
-// probe inspects an executable and attaches the goroutine probes.
+// probe inspects an executable and attaches the goroutine probes. The file is
+// opened once and reached through /proc/self/fd, so a process that exits
+// meanwhile (or whose mount namespace differs) does not matter.
 func (t *Tracker) probe(exe string) (*binary, error) {
-	bin, err := goinfo.Inspect(exe)
+	f, err := os.Open(exe)
+	if err != nil {
+		t.inspectFailed.Add(1)
+		return nil, fmt.Errorf("open %s: %w", exe, err)
+	}
+	defer f.Close()
+	path := "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
+	if t.cfg.ProbesOff {
+		if _, err := goinfo.GoVersionOf(path); err != nil {
+			t.notGo.Add(1)
+			return nil, err
+		}
+		return nil, errProbesOff
+	}
+	bin, err := goinfo.Inspect(path)
 	if err != nil {
 		if errors.Is(err, goinfo.ErrNotGo) || errors.Is(err, goinfo.ErrUnsupportedArch) {
 			t.notGo.Add(1)
@@ -258,10 +309,10 @@ func (t *Tracker) probe(exe string) (*binary, error) {
 		t.inspectFailed.Add(1)
 		return nil, fmt.Errorf("%s (%s): %w", exe, bin.GoVersion, err)
 	}
-	c, err := t.k.AttachGo(exe, probes)
+	c, err := t.k.AttachGo(path, probes)
 	if err != nil {
 		t.attachFailed.Add(1)
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", exe, err)
 	}
 	t.cfg.Logger.Debug("gotrack: probes attached", "exe", exe, "go", bin.GoVersion)
 	return &binary{probes: c, proc: proc}, nil
@@ -329,6 +380,8 @@ func (t *Tracker) forget(pid uint32) {
 	if b := t.binaries[id]; b != nil {
 		b.users--
 		t.release(id, b)
+	} else if t.untracked > 0 {
+		t.untracked--
 	}
 }
 

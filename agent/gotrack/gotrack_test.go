@@ -14,11 +14,11 @@ import (
 )
 
 type fakeKernel struct {
-	mu        sync.Mutex
-	procs     map[uint32]socktrace.GoProc
-	attached  map[string]socktrace.GoProbes
-	detached  int
-	failPaths map[string]bool
+	mu         sync.Mutex
+	procs      map[uint32]socktrace.GoProc
+	attached   map[string]socktrace.GoProbes
+	detached   int
+	failAttach bool
 }
 
 func (k *fakeKernel) RegisterGoProcess(pid uint32, p socktrace.GoProc) error {
@@ -42,7 +42,7 @@ func (c closer) Close() error { return c() }
 func (k *fakeKernel) AttachGo(path string, p socktrace.GoProbes) (io.Closer, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.failPaths[path] {
+	if k.failAttach {
 		return nil, errors.New("attach refused")
 	}
 	k.attached[path] = p
@@ -96,7 +96,7 @@ func TestTracker(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- tr.Run(ctx) }()
-	waitFor(t, "two go processes", func() bool { return tr.Stats().Processes == 2 })
+	waitFor(t, "two go processes and /bin/sh", func() bool { st := tr.Stats(); return st.Processes == 2 && st.NotGo == 1 })
 	st := tr.Stats()
 	if st.Binaries != 1 || st.NotGo != 1 || st.InspectFailed != 0 {
 		t.Errorf("stats %+v", st)
@@ -134,24 +134,30 @@ func TestTracker(t *testing.T) {
 	}
 }
 
-// TestTrackerAttachFailure: a refused attach is counted and not retried per process.
+// TestTrackerAttachFailure: a refused attach is counted and not retried per
+// process; the processes are registered untracked (no syscall trace ids).
 func TestTrackerAttachFailure(t *testing.T) {
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	root := procTree(t, map[string]string{"200": self, "201": self})
-	k := &fakeKernel{procs: map[uint32]socktrace.GoProc{}, attached: map[string]socktrace.GoProbes{},
-		failPaths: map[string]bool{filepath.Join(root, "200", "exe"): true, filepath.Join(root, "201", "exe"): true}}
+	k := &fakeKernel{procs: map[uint32]socktrace.GoProc{}, attached: map[string]socktrace.GoProbes{}, failAttach: true}
 	tr := New(k, Config{ProcRoot: root, SelfPID: 1})
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go func() { _ = tr.Run(ctx) }()
-	waitFor(t, "attach failure", func() bool { return tr.Stats().AttachFailed == 1 })
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, "both processes registered untracked", func() bool { return tr.Stats().Untracked == 2 })
 	if st := tr.Stats(); st.AttachFailed != 1 || st.Processes != 0 {
 		t.Errorf("stats %+v", st)
 	}
+	k.mu.Lock()
+	if p, ok := k.procs[200]; !ok || p != (socktrace.GoProc{}) {
+		t.Errorf("pid 200 registered as %+v (%t), want the zero GoProc", p, ok)
+	}
+	k.mu.Unlock()
+	tr.ProcessExit(200)
+	waitFor(t, "exit", func() bool { return tr.Stats().Untracked == 1 })
 }
 
 // TestQueueBounded: events beyond the queue are dropped and counted, never block.
@@ -162,5 +168,26 @@ func TestQueueBounded(t *testing.T) {
 	}
 	if got := tr.Stats().QueueFull; got != 3 {
 		t.Errorf("queue full %d, want 3", got)
+	}
+}
+
+// TestProbesOff: with probes off, Go processes are found and registered
+// untracked, nothing is attached.
+func TestProbesOff(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := procTree(t, map[string]string{"300": self})
+	k := &fakeKernel{procs: map[uint32]socktrace.GoProc{}, attached: map[string]socktrace.GoProbes{}}
+	tr := New(k, Config{ProcRoot: root, SelfPID: 1, ProbesOff: true})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() { _ = tr.Run(ctx) }()
+	waitFor(t, "registered untracked", func() bool { return tr.Stats().Untracked == 1 })
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.attached) != 0 {
+		t.Errorf("attached %v with probes off", k.attached)
 	}
 }

@@ -74,7 +74,7 @@ func (f *agentFlags) register(fs *flag.FlagSet) {
 		"also parse captured packets into l7_flow_log rows (observation_point c/s/local); off by default, as the eBPF rows of the\nsame requests would be counted twice")
 	fs.DurationVar(&f.flowReportEvery, "flow-report-every", 60*time.Second, "l4_flow_log reporting period of a live flow")
 	fs.BoolVar(&f.noTCPEvents, "no-tcp-events", false, "turn off the TCP lifecycle tracer (connect failures, retransmits, resets per process on /metrics)")
-	fs.BoolVar(&f.noGoTracking, "no-go-tracking", false, "turn off goroutine tracking (uprobes on the runtime of Go processes that link a Go service's calls to its requests)")
+	fs.BoolVar(&f.noGoTracking, "no-go-tracking", false, "turn off goroutine tracking (uprobes on the runtime of Go processes that link a Go service's calls to its requests); Go processes then get no syscall trace ids")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of this process to FILE until it stops (for overhead work)")
 }
 

@@ -63,11 +63,11 @@ type socketTraceFtxKey struct {
 }
 
 type socketTraceFtxProc struct {
-	_    structs.HostLayout
-	Seq  uint64
-	Run  uint64
-	Last uint32
-	Pad  uint32
+	_       structs.HostLayout
+	Seq     uint64
+	Run     uint64
+	Last    uint32
+	Waiting int32
 }
 
 type socketTraceFtxWait struct {
@@ -147,21 +147,22 @@ type socketTraceSockState struct {
 }
 
 type socketTraceThreadState struct {
-	_         structs.HostLayout
-	TraceId   uint64
-	LastSk    uint64
-	OpenSk    uint64
-	OpenNs    uint64
-	LastDir   uint8
-	HasLast   uint8
-	Owned     uint8
-	EventLoop uint8
-	Weak      uint8
-	Pad       [3]uint8
-	WeakSrc   uint64
-	WeakSeq   uint64
-	WeakWaker uint32
-	Pad2      uint32
+	_          structs.HostLayout
+	TraceId    uint64
+	LastSk     uint64
+	OpenSk     uint64
+	OpenNs     uint64
+	LastDir    uint8
+	HasLast    uint8
+	Owned      uint8
+	EventLoop  uint8
+	Weak       uint8
+	Pad        [3]uint8
+	WeakSrc    uint64
+	WeakSeq    uint64
+	WeakWaker  uint32
+	FtxWaiting uint8
+	Pad2       [3]uint8
 }
 
 // Names of all BPF objects in the ELF.

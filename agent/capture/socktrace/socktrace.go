@@ -403,7 +403,9 @@ func (t *Tracer) SetSocketRole(sock uint64, role Role) error {
 }
 
 // GoProc tells the kernel where the goroutine probes find their fields in one
-// Go process (agent/goinfo reads them from the binary).
+// Go process (agent/goinfo reads them from the binary). The zero GoProc
+// registers a Go process whose goroutines are not tracked: its events then
+// carry no syscall_trace_id, since thread-level ids are wrong for goroutines.
 type GoProc struct {
 	GoidOffset     uint32 // runtime.g.goid
 	ElemsizeOffset uint32 // runtime.hchan.elemsize
