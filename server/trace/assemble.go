@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,6 +22,9 @@ type node struct {
 	r          row
 	link       Rule
 	linkedFrom uint64
+	// noMQBack: a Fetch found from a Produce by rule 5 (or a hop peer of
+	// one) does not look back for other producers.
+	noMQBack bool
 }
 
 type assembler struct {
@@ -29,6 +33,7 @@ type assembler struct {
 	nodes     map[uint64]*node
 	order     []*node
 	seen      map[string]struct{} // conditions already sent
+	keys      bool                // the store keeps link keys: look them up
 	queries   int
 	rounds    int
 	truncated bool
@@ -85,12 +90,16 @@ func AssembleTraceID(ctx context.Context, st store.Store, traceID string, opt Op
 }
 
 func newAssembler(st store.Store, opt Options) *assembler {
-	return &assembler{
+	a := &assembler{
 		st:    st,
 		opt:   opt.withDefaults(),
 		nodes: make(map[uint64]*node),
 		seen:  make(map[string]struct{}),
 	}
+	if lk, ok := st.(LinkKeyer); ok && !opt.Scan {
+		a.keys = lk.LinkKeys()
+	}
+	return a
 }
 
 func (a *assembler) query(ctx context.Context, where string, order bool, limit int) ([]row, error) {
@@ -130,44 +139,43 @@ func (a *assembler) expand(ctx context.Context, frontier []*node) error {
 			return fmt.Errorf("trace: %w", err)
 		}
 		a.rounds++
-		type cond struct {
-			sql    string
-			lo, hi time.Time
-		}
 		// One batch per rule keeps each statement's time window tight.
-		rules := []Rule{RuleTCPSeq, RuleSyscall, RuleTraceID, RuleXReqID}
-		byRule := make(map[Rule][]cond, len(rules))
+		byRule := make(map[Rule][]lookup, len(allRules))
 		for _, n := range frontier {
-			a.opt.conditions(&n.r, n.link, func(rule Rule, c string, lo, hi time.Time) {
-				if _, dup := a.seen[c]; dup {
+			a.opt.conditions(&n.r, n.link, n.noMQBack, func(l lookup) {
+				if _, dup := a.seen[l.sql]; dup {
 					return
 				}
-				a.seen[c] = struct{}{}
-				byRule[rule] = append(byRule[rule], cond{c, lo, hi})
+				a.seen[l.sql] = struct{}{}
+				byRule[l.rule] = append(byRule[l.rule], l)
 			})
 		}
-		var batches [][]cond
-		for _, rule := range rules {
-			conds := byRule[rule]
-			for start := 0; start < len(conds); start += a.opt.ConditionsPerQuery {
-				batches = append(batches, conds[start:min(start+a.opt.ConditionsPerQuery, len(conds))])
+		var statements []string
+		var keyed [][]lookup
+		for _, rule := range allRules {
+			ls := byRule[rule]
+			for start := 0; start < len(ls); start += a.opt.ConditionsPerQuery {
+				chunk := ls[start:min(start+a.opt.ConditionsPerQuery, len(ls))]
+				if a.keys && chunk[0].keys != nil {
+					keyed = append(keyed, chunk)
+				} else {
+					statements = append(statements, scanWhere(chunk))
+				}
+			}
+		}
+		if len(keyed) > 0 {
+			// All keyed lookups of the round: the _ids from l7_link_key in
+			// one statement, then their rows by _id.
+			where, err := a.keyLookup(ctx, keyed)
+			if err != nil {
+				return err
+			}
+			if where != "" {
+				statements = append([]string{where}, statements...)
 			}
 		}
 		var next []*node
-		for _, chunk := range batches {
-			lo, hi := chunk[0].lo, chunk[0].hi
-			parts := make([]string, len(chunk))
-			for i, c := range chunk {
-				if c.lo.Before(lo) {
-					lo = c.lo
-				}
-				if c.hi.After(hi) {
-					hi = c.hi
-				}
-				parts[i] = "(" + c.sql + ")"
-			}
-			// The outer window lets the engine prune by time before the OR.
-			where := fmt.Sprintf("time BETWEEN %s AND %s AND (%s)", timeLit(lo), timeLit(hi), strings.Join(parts, " OR "))
+		for _, where := range statements {
 			rows, err := a.query(ctx, where, false, a.opt.QueryLimit)
 			if err != nil {
 				return err
@@ -178,12 +186,15 @@ func (a *assembler) expand(ctx context.Context, frontier []*node) error {
 				}
 				// Verify the candidate against the exact rules.
 				for _, f := range frontier {
-					if rule, ok := a.opt.link(&f.r, &r); ok {
-						if n := a.add(r, rule, f.r.id); n != nil {
-							next = append(next, n)
-						}
-						break
+					rule, ok := a.opt.link(&f.r, &r)
+					if !ok || (rule == RuleMQ && f.noMQBack && isFetch(&f.r)) {
+						continue
 					}
+					if n := a.add(r, rule, f.r.id); n != nil {
+						n.noMQBack = isFetch(&r) && ((rule == RuleMQ && isProduce(&f.r)) || (rule == RuleTCPSeq && f.noMQBack))
+						next = append(next, n)
+					}
+					break
 				}
 			}
 		}
@@ -194,3 +205,94 @@ func (a *assembler) expand(ctx context.Context, frontier []*node) error {
 	}
 	return nil
 }
+
+// allRules is the order in which a round's lookups are sent.
+var allRules = []Rule{RuleTCPSeq, RuleSyscall, RuleTraceID, RuleXReqID, RuleMQ}
+
+// window is the union of the lookups' time windows.
+func window(ls []lookup) (lo, hi time.Time) {
+	lo, hi = ls[0].lo, ls[0].hi
+	for _, l := range ls[1:] {
+		if l.lo.Before(lo) {
+			lo = l.lo
+		}
+		if l.hi.After(hi) {
+			hi = l.hi
+		}
+	}
+	return lo, hi
+}
+
+// scanWhere ORs the lookups' SQL conditions on l7_flow_log; the outer window
+// lets the engine prune by time before the OR.
+func scanWhere(ls []lookup) string {
+	lo, hi := window(ls)
+	parts := make([]string, len(ls))
+	for i, l := range ls {
+		parts[i] = "(" + l.sql + ")"
+	}
+	return fmt.Sprintf("time BETWEEN %s AND %s AND (%s)", timeLit(lo), timeLit(hi), strings.Join(parts, " OR "))
+}
+
+// keyLookup finds the _ids whose link keys the lookups name, each chunk of
+// lookups within the union of its windows (one SELECT on the narrow
+// l7_link_key table per chunk, UNION ALL-ed, in one statement), and returns
+// the condition that fetches their rows ("" when there are none). The _id
+// range lets the engine skip to the rows' blocks (DuckDB zonemaps; in
+// ClickHouse, where l7_link_key would be ordered by (key, time), the inner
+// reads are primary-key ranges).
+func (a *assembler) keyLookup(ctx context.Context, chunks [][]lookup) (string, error) {
+	subs := make([]string, len(chunks))
+	for i, ls := range chunks {
+		lo, hi := window(ls)
+		var keys []string
+		seen := make(map[uint64]bool)
+		for _, l := range ls {
+			for _, k := range l.keys {
+				if !seen[k] {
+					seen[k] = true
+					keys = append(keys, strconv.FormatUint(k, 10))
+				}
+			}
+		}
+		subs[i] = fmt.Sprintf("SELECT _id FROM %s WHERE time BETWEEN %s AND %s AND key IN (%s)",
+			linkTableName, timeLit(lo), timeLit(hi), strings.Join(keys, ", "))
+	}
+	a.queries++
+	q := fmt.Sprintf("SELECT DISTINCT _id FROM (%s) AS k ORDER BY _id LIMIT %d", strings.Join(subs, " UNION ALL "), a.opt.QueryLimit)
+	res, err := a.st.Query(ctx, q)
+	if err != nil {
+		return "", fmt.Errorf("trace: link key lookup: %w", err)
+	}
+	if len(res.Rows) >= a.opt.QueryLimit {
+		a.truncated = true
+	}
+	ids := make([]string, 0, len(res.Rows))
+	var lo, hi uint64
+	for _, r := range res.Rows {
+		if len(r) != 1 {
+			return "", fmt.Errorf("trace: link key lookup: %d columns", len(r))
+		}
+		id, ok := toUint64(r[0])
+		if !ok {
+			return "", fmt.Errorf("trace: link key lookup: bad _id %v", r[0])
+		}
+		if _, known := a.nodes[id]; known {
+			continue
+		}
+		if len(ids) == 0 || id < lo {
+			lo = id
+		}
+		if id > hi {
+			hi = id
+		}
+		ids = append(ids, strconv.FormatUint(id, 10))
+	}
+	if len(ids) == 0 {
+		return "", nil
+	}
+	return fmt.Sprintf("_id BETWEEN %d AND %d AND _id IN (%s)", lo, hi, strings.Join(ids, ", ")), nil
+}
+
+// linkTableName is the link key table (see LinkKeyer).
+const linkTableName = "l7_link_key"

@@ -30,6 +30,7 @@
 //     carry both sequence numbers, both must agree (a req match with a
 //     conflicting resp seq is a wrapped or reused sequence, not a link). A
 //     sequence match on another tuple, or far apart in time, never links.
+//
 //  2. syscall — inside one service: a server process span (s-p) and the client
 //     process spans (c-p) its thread sent while serving it. The server span's
 //     syscall_trace_id_request or syscall_trace_id_response equals the client
@@ -41,12 +42,45 @@
 //     threads and ids: when one thread serves two requests back to back, each
 //     client span goes to the server span whose window holds it; when several
 //     windows hold it, the latest-starting (innermost) one wins.
+//
 //  3. trace_id — explicit context: an equal non-empty trace_id joins spans
 //     (looked up within MaxSpanDuration of the span); parent_span_id → span_id
 //     gives the parent.
+//
 //  4. x_request_id — an equal non-empty X-Request-ID (x_request_id_0 or
 //     x_request_id_1, either side) joins spans across proxies, when their
 //     [start, end] windows overlap within TimeTolerance+ClockSkew.
+//
+//  5. mq — a message queue hop (Kafka): a Produce span P and the Fetch spans
+//     F that read its messages. Both carry request_resource "topic:partition"
+//     and offset attributes (P: kafka.base_offset, kafka.record_count; F:
+//     kafka.first_offset, kafka.last_offset; spans without them never link).
+//     P links F when they name the same topic:partition on the same broker
+//     (ip_1, server_port), F's [first, last] holds one of P's offsets
+//     [base, base+count-1], and F starts no earlier than TimeTolerance+
+//     ClockSkew before P and at most MaxMQDelay (default 10 min) after it.
+//     The time window guards against offsets reused after a topic is
+//     recreated. A Fetch found from a Produce (and its hop peers) does not
+//     look back for other producers: a batched fetch holds several
+//     requests' messages, and expanding back would merge unrelated traces.
+//     A Fetch that assembly starts from (or reaches by another rule) finds
+//     all its producers: the trace then shows the batch.
+//
+// # Link keys
+//
+// A store whose LinkKeys method (LinkKeyer) reports true (the DuckDB store
+// opened with LinkIndexKeys) writes, in the same transaction as each
+// l7_flow_log batch, one row per linking identifier of each span into
+// l7_link_key(key, time, _id): key is a 64-bit hash (package linkkey) of the
+// rule, the identifier and the equality part of its guard (tcp_seq: the
+// 5-tuple; syscall: the agent and the side). Each round then looks up the
+// _ids of all its keyed lookups in one statement (each chunk bounded by its
+// lookups' time window) and fetches their rows by _id. Rule 5 compares
+// offset ranges, not equalities, and always scans its time window. Rows are
+// checked against the exact rules either way, so a key collision adds a
+// candidate, never a link; Options.Scan forces scans. On DuckDB, scans of
+// time windows over time-ordered rows (zonemaps) measured faster than key
+// lookups (BenchmarkAssemble), so scans are the default there.
 //
 // # Tree
 //
@@ -61,6 +95,8 @@
 //	    that span_id (eBPF spans parse the same header), the server-most one;
 //	    a c-p/c head whose span_id equals a c-app span's span_id is that app
 //	    span's child (the eBPF side parsed the app's traceparent);
+//	(mq) a Fetch hop: the client-most span of the earliest Produce hop whose
+//	    offsets it read (rule 5);
 //	(b) syscall: the s-p span that caused it (rule 2), innermost window first;
 //	(c) x_request_id: the innermost server-side span (s-p, s, s-app) with the
 //	    same request id whose window contains it.

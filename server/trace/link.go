@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/sightline-io/sightline/server/trace/linkkey"
 )
 
 // Rule names a linking rule (see the package doc).
@@ -19,6 +21,13 @@ const (
 	RuleXReqID  Rule = "x_request_id"
 	RuleSpanID  Rule = "span_id"
 )
+
+// LinkKeyer is implemented by stores that keep link keys (package linkkey)
+// for every l7_flow_log row in a table l7_link_key(key, time, _id); assembly
+// then looks keys up there instead of scanning l7_flow_log.
+type LinkKeyer interface {
+	LinkKeys() bool
+}
 
 // Defaults for zero Options fields.
 const (
@@ -55,6 +64,12 @@ type Options struct {
 	// ConditionsPerQuery is how many lookups are OR-ed into one statement;
 	// 0 means DefaultChunk.
 	ConditionsPerQuery int
+	// MaxMQDelay is how long after a Produce a Fetch may read its messages
+	// (rule 5); 0 means DefaultMaxMQDelay.
+	MaxMQDelay time.Duration
+	// Scan makes assembly scan l7_flow_log within each lookup's time window
+	// even when the store keeps link keys (for comparison; see LinkKeys).
+	Scan bool
 }
 
 func (o Options) withDefaults() Options {
@@ -81,6 +96,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ConditionsPerQuery <= 0 {
 		o.ConditionsPerQuery = DefaultChunk
+	}
+	if o.MaxMQDelay <= 0 {
+		o.MaxMQDelay = DefaultMaxMQDelay
 	}
 	return o
 }
@@ -183,37 +201,59 @@ func (o Options) link(a, b *row) (Rule, bool) {
 		return RuleTraceID, true
 	case o.linkXReqID(a, b):
 		return RuleXReqID, true
+	case o.linkMQ(a, b) || o.linkMQ(b, a):
+		return RuleMQ, true
 	}
 	return "", false
 }
 
-// conditions returns the SQL lookups that find r's candidate neighbours, each
-// an equality lookup bounded by a time window, with the rule and the window's
-// bounds. via is the rule that found r: a span found by rule 1 does not repeat
-// its hop's lookup, and a client span found from its server span (rule 2)
-// does not look back for it.
-func (o Options) conditions(r *row, via Rule, emit func(rule Rule, cond string, lo, hi time.Time)) {
+// lookup is one candidate lookup: an SQL condition on l7_flow_log, the link
+// keys (package linkkey) that find the same candidates in l7_link_key (nil
+// when the rule has no keys: the SQL is then always used), and the time
+// window both are bounded by.
+type lookup struct {
+	rule   Rule
+	sql    string
+	keys   []uint64
+	lo, hi time.Time
+}
+
+// conditions returns the lookups that find r's candidate neighbours, each an
+// equality lookup bounded by a time window. via is the rule that found r: a
+// span found by rule 1 does not repeat its hop's lookup, and a client span
+// found from its server span (rule 2) does not look back for it. noMQBack
+// marks a Fetch found from a Produce (or its hop peer): it does not look back
+// for other producers.
+func (o Options) conditions(r *row, via Rule, noMQBack bool, emit func(lookup)) {
 	wide := o.TimeTolerance + o.ClockSkew
 	// Rule 1; a span found by rule 1 was found together with its hop peers.
 	if (r.reqSeq != 0 || r.respSeq != 0) && via != RuleTCPSeq {
 		var seq []string
+		var keys []uint64
 		if r.reqSeq != 0 {
 			seq = append(seq, fmt.Sprintf("req_tcp_seq = %d", r.reqSeq))
+			keys = append(keys, linkkey.TCPReq(r.ip0, r.ip1, r.cport, r.sport, r.l4, r.reqSeq))
 		}
 		if r.respSeq != 0 {
 			seq = append(seq, fmt.Sprintf("resp_tcp_seq = %d", r.respSeq))
+			keys = append(keys, linkkey.TCPResp(r.ip0, r.ip1, r.cport, r.sport, r.l4, r.respSeq))
 		}
 		if safeTupleString(r.ip0) && safeTupleString(r.ip1) {
 			lo, hi := r.start.Add(-wide), r.start.Add(wide)
-			emit(RuleTCPSeq, fmt.Sprintf("(%s) AND ip_0 = %s AND ip_1 = %s AND client_port = %d AND server_port = %d AND protocol = %d AND time BETWEEN %s AND %s",
-				strings.Join(seq, " OR "), strLit(r.ip0), strLit(r.ip1), r.cport, r.sport, r.l4, timeLit(lo), timeLit(hi)), lo, hi)
+			emit(lookup{RuleTCPSeq, fmt.Sprintf("(%s) AND ip_0 = %s AND ip_1 = %s AND client_port = %d AND server_port = %d AND protocol = %d AND time BETWEEN %s AND %s",
+				strings.Join(seq, " OR "), strLit(r.ip0), strLit(r.ip1), r.cport, r.sport, r.l4, timeLit(lo), timeLit(hi)), keys, lo, hi})
 		}
 	}
 	// Rule 2, both directions; agent equality keeps the lookup host-local.
 	agentOK := r.agent == "" || safeString(r.agent)
 	if isServerProcess(r) && agentOK && (r.sysReq != 0 || r.sysResp != 0) {
 		ids := fmt.Sprintf("%d", r.sysReq)
+		var keys []uint64
+		if r.sysReq != 0 {
+			keys = append(keys, linkkey.SyscallClient(r.agent, r.sysReq))
+		}
 		if r.sysResp != 0 && r.sysResp != r.sysReq {
+			keys = append(keys, linkkey.SyscallClient(r.agent, r.sysResp))
 			if r.sysReq == 0 {
 				ids = fmt.Sprintf("%d", r.sysResp)
 			} else {
@@ -221,24 +261,27 @@ func (o Options) conditions(r *row, via Rule, emit func(rule Rule, cond string, 
 			}
 		}
 		lo, hi := r.start.Add(-o.WindowSlack), r.end.Add(o.WindowSlack)
-		emit(RuleSyscall, fmt.Sprintf("observation_point = 'c-p' AND agent_id = %s AND syscall_trace_id_request IN (%s) AND time BETWEEN %s AND %s",
-			strLit(r.agent), ids, timeLit(lo), timeLit(hi)), lo, hi)
+		emit(lookup{RuleSyscall, fmt.Sprintf("observation_point = 'c-p' AND agent_id = %s AND syscall_trace_id_request IN (%s) AND time BETWEEN %s AND %s",
+			strLit(r.agent), ids, timeLit(lo), timeLit(hi)), keys, lo, hi})
 	}
 	if isClientProcess(r) && agentOK && r.sysReq != 0 && via != RuleSyscall {
 		lo, hi := r.start.Add(-o.MaxSpanDuration), r.start.Add(o.WindowSlack)
-		emit(RuleSyscall, fmt.Sprintf("observation_point = 's-p' AND agent_id = %s AND (syscall_trace_id_request = %d OR syscall_trace_id_response = %d) AND time BETWEEN %s AND %s",
-			strLit(r.agent), r.sysReq, r.sysReq, timeLit(lo), timeLit(hi)), lo, hi)
+		emit(lookup{RuleSyscall, fmt.Sprintf("observation_point = 's-p' AND agent_id = %s AND (syscall_trace_id_request = %d OR syscall_trace_id_response = %d) AND time BETWEEN %s AND %s",
+			strLit(r.agent), r.sysReq, r.sysReq, timeLit(lo), timeLit(hi)), []uint64{linkkey.SyscallServer(r.agent, r.sysReq)}, lo, hi})
 	}
 	// Rule 3.
 	if safeString(r.traceID) {
 		lo, hi := r.start.Add(-o.MaxSpanDuration), r.start.Add(o.MaxSpanDuration)
-		emit(RuleTraceID, fmt.Sprintf("trace_id = %s AND time BETWEEN %s AND %s", strLit(r.traceID), timeLit(lo), timeLit(hi)), lo, hi)
+		emit(lookup{RuleTraceID, fmt.Sprintf("trace_id = %s AND time BETWEEN %s AND %s", strLit(r.traceID), timeLit(lo), timeLit(hi)),
+			[]uint64{linkkey.TraceID(r.traceID)}, lo, hi})
 	}
 	// Rule 4.
 	var xs []string
+	var xkeys []uint64
 	for _, x := range [2]string{r.xrid0, r.xrid1} {
-		if safeString(x) && (len(xs) == 0 || xs[0] != x) {
+		if safeString(x) && (len(xs) == 0 || xs[0] != strLit(x)) {
 			xs = append(xs, strLit(x))
+			xkeys = append(xkeys, linkkey.XRequestID(x))
 		}
 	}
 	if len(xs) > 0 {
@@ -246,9 +289,11 @@ func (o Options) conditions(r *row, via Rule, emit func(rule Rule, cond string, 
 		// A proxy's server span starts before the client spans it causes, so
 		// the window reaches back MaxSpanDuration; linkXReqID then requires overlap.
 		lo, hi := r.start.Add(-wide-o.MaxSpanDuration), r.end.Add(wide)
-		emit(RuleXReqID, fmt.Sprintf("(x_request_id_0 IN (%s) OR x_request_id_1 IN (%s)) AND time BETWEEN %s AND %s",
-			in, in, timeLit(lo), timeLit(hi)), lo, hi)
+		emit(lookup{RuleXReqID, fmt.Sprintf("(x_request_id_0 IN (%s) OR x_request_id_1 IN (%s)) AND time BETWEEN %s AND %s",
+			in, in, timeLit(lo), timeLit(hi)), xkeys, lo, hi})
 	}
+	// Rule 5 (no keys: offset ranges are not equalities).
+	o.mqConditions(r, noMQBack, emit)
 }
 
 // safeTupleString accepts IP strings (and the empty string of an unknown address).

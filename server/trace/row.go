@@ -34,6 +34,7 @@ type row struct {
 	l4                                  uint8
 	pid0, pid1                          uint32
 	kname0, kname1                      string
+	mq                                  mqRange // Kafka Produce/Fetch offsets
 }
 
 // selectColumns are read for every span, in this order.
@@ -47,6 +48,9 @@ var selectColumns = []string{
 	"process_id_0", "process_id_1", "process_kname_0", "process_kname_1",
 }
 
+// mqColumnNames are the aliases of mqColumns.
+var mqColumnNames = []string{"kafka_base_offset", "kafka_record_count", "kafka_first_offset", "kafka_last_offset"}
+
 const tableName = "l7_flow_log"
 
 // selectSQL builds SELECT <columns> FROM l7_flow_log WHERE <where> [ORDER BY time] LIMIT n.
@@ -54,6 +58,8 @@ func selectSQL(where string, orderByTime bool, limit int) string {
 	var b strings.Builder
 	b.WriteString("SELECT ")
 	b.WriteString(strings.Join(selectColumns, ", "))
+	b.WriteString(", ")
+	b.WriteString(strings.Join(mqColumns, ", "))
 	b.WriteString(" FROM ")
 	b.WriteString(tableName)
 	b.WriteString(" WHERE ")
@@ -99,7 +105,7 @@ func parseRows(res *store.Result) ([]row, error) {
 	for i, c := range res.Columns {
 		idx[c] = i
 	}
-	for _, c := range selectColumns {
+	for _, c := range append(selectColumns[:len(selectColumns):len(selectColumns)], mqColumnNames...) {
 		if _, ok := idx[c]; !ok {
 			return nil, fmt.Errorf("trace: result lacks column %q", c)
 		}
@@ -150,6 +156,12 @@ func parseRows(res *store.Result) ([]row, error) {
 		}
 		if p.err != nil {
 			return nil, fmt.Errorf("trace: result row %d: %w", n, p.err)
+		}
+		switch r.reqType {
+		case "Produce":
+			r.mq = mqProduceRange(p.str("kafka_base_offset"), p.str("kafka_record_count"))
+		case "Fetch":
+			r.mq = mqFetchRange(p.str("kafka_first_offset"), p.str("kafka_last_offset"))
 		}
 		normalizeTimes(&r)
 		out = append(out, r)

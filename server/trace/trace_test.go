@@ -2,6 +2,7 @@ package trace
 
 import (
 	"context"
+	"maps"
 	"net/netip"
 	"strings"
 	"testing"
@@ -15,7 +16,8 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func openStore(t testing.TB) *duckdb.Store {
 	t.Helper()
-	st, err := duckdb.Open(context.Background(), t.TempDir(), duckdb.Options{Retention: -1})
+	// With link keys, so that mustAssemble compares key lookups with scans.
+	st, err := duckdb.Open(context.Background(), t.TempDir(), duckdb.Options{Retention: -1, LinkIndex: duckdb.LinkIndexKeys})
 	if err != nil {
 		t.Fatalf("duckdb.Open: %v", err)
 	}
@@ -120,6 +122,17 @@ func mustAssemble(t *testing.T, st *duckdb.Store, id uint64, opt Options) *Trace
 	tr, err := Assemble(context.Background(), st, id, opt)
 	if err != nil {
 		t.Fatalf("Assemble(%d): %v", id, err)
+	}
+	// Link key lookups and scans must find the same trace.
+	other := opt
+	other.Scan = !opt.Scan
+	tr2, err := Assemble(context.Background(), st, id, other)
+	if err != nil {
+		t.Fatalf("Assemble(%d, Scan=%v): %v", id, other.Scan, err)
+	}
+	if a, b := shape(tr), shape(tr2); !maps.Equal(a, b) || tr.Truncated != tr2.Truncated {
+		t.Errorf("Assemble(%d): Scan=%v gives %v (truncated %v), Scan=%v gives %v (truncated %v)",
+			id, opt.Scan, a, tr.Truncated, other.Scan, b, tr2.Truncated)
 	}
 	return tr
 }

@@ -226,6 +226,19 @@ func (b *treeBuilder) headParents() {
 		}
 	}
 	slices.SortFunc(heads, func(x, y int) int { return spanOrder(b.nodes[x], b.nodes[y]) })
+	// Rule 5: hop group members and the client-most span (head) of each group.
+	members := make(map[int][]int)
+	headOf := make(map[int]int)
+	var produces []int
+	for _, i := range heads {
+		headOf[b.find(i)] = i
+	}
+	for i, n := range b.nodes {
+		members[b.find(i)] = append(members[b.find(i)], i)
+		if isProduce(&n.r) {
+			produces = append(produces, i)
+		}
+	}
 	for _, i := range heads {
 		r := &b.nodes[i].r
 		// (a) parent_span_id → span_id: the server-most span carrying it.
@@ -256,6 +269,28 @@ func (b *treeBuilder) headParents() {
 				}
 			}
 			if b.setParent(i, best, RuleSpanID) {
+				continue
+			}
+		}
+		// (mq) a Fetch hop under the client-most span of the earliest Produce
+		// hop whose offsets it read.
+		if len(produces) > 0 {
+			best := -1
+			for _, m := range members[b.find(i)] {
+				if !isFetch(&b.nodes[m].r) {
+					continue
+				}
+				for _, j := range produces {
+					if b.find(j) == b.find(i) || !b.opt.linkMQ(&b.nodes[j].r, &b.nodes[m].r) {
+						continue
+					}
+					c := headOf[b.find(j)]
+					if best < 0 || cmp.Or(b.nodes[c].r.start.Compare(b.nodes[best].r.start), cmp.Compare(b.nodes[c].r.id, b.nodes[best].r.id)) < 0 {
+						best = c
+					}
+				}
+			}
+			if b.setParent(i, best, RuleMQ) {
 				continue
 			}
 		}

@@ -126,7 +126,8 @@ func qualifiedL7Table() string { return quoteIdent(schemaName) + "." + quoteIden
 func schemaDDL() []string {
 	stmts := []string{"CREATE SCHEMA IF NOT EXISTS " + quoteIdent(schemaName)}
 	stmts = append(stmts, tableDDL(qualifiedL7Table(), l7Columns)...)
-	return append(stmts, l4DDL()...)
+	stmts = append(stmts, l4DDL()...)
+	return append(stmts, linkDDL()...)
 }
 
 // tableDDL creates a table from its columns and adds any column missing from

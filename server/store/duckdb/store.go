@@ -53,6 +53,9 @@ type Options struct {
 	MaxConcurrentQueries int
 	// Logger receives operational messages; nil means slog.Default().
 	Logger *slog.Logger
+	// LinkIndex chooses the index trace assembly uses (see LinkIndex); the
+	// zero value is LinkIndexNone.
+	LinkIndex LinkIndex
 }
 
 func (o Options) withDefaults() Options {
@@ -112,8 +115,10 @@ type Store struct {
 	mu       sync.Mutex
 	conn     *sql.Conn
 	appender *duck.Appender
-	nextID   uint64
-	closed   bool
+	// linkAppender appends l7_link_key rows on conn (LinkIndexKeys).
+	linkAppender *duck.Appender
+	nextID       uint64
+	closed       bool
 
 	// l4mu guards the l4_flow_log appender, on its own connection.
 	l4mu       sync.Mutex
@@ -206,6 +211,9 @@ func (s *Store) init(ctx context.Context) error {
 		return fmt.Errorf("appender connection: %w", err)
 	}
 	s.conn = conn
+	if err := s.initLinks(ctx); err != nil {
+		return errors.Join(err, conn.Close())
+	}
 	return nil
 }
 
@@ -235,7 +243,7 @@ func (s *Store) InsertL7(ctx context.Context, rows []flowlog.L7FlowLog) error {
 	return nil
 }
 
-func (s *Store) appendLocked(ctx context.Context, rows []flowlog.L7FlowLog) error {
+func (s *Store) appendLocked(ctx context.Context, rows []flowlog.L7FlowLog) (err error) {
 	if s.appender == nil {
 		if err := s.conn.Raw(func(dc any) error {
 			a, err := duck.NewAppenderWithColumns(dc.(driver.Conn), "", schemaName, l7Table, l7ColumnNames())
@@ -247,6 +255,17 @@ func (s *Store) appendLocked(ctx context.Context, rows []flowlog.L7FlowLog) erro
 		}); err != nil {
 			return fmt.Errorf("create appender: %w", err)
 		}
+	}
+
+	// With link keys, the rows and their keys are one transaction.
+	var ids []uint64
+	if s.LinkKeys() {
+		end, err := s.beginLocked(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() { err = end(err) }()
+		ids = make([]uint64, len(rows))
 	}
 
 	// Ids handed out are consumed even if the batch fails: a failed batch
@@ -265,6 +284,9 @@ func (s *Store) appendLocked(ctx context.Context, rows []flowlog.L7FlowLog) erro
 			nextID = id + 1
 		}
 		values[0] = id
+		if ids != nil {
+			ids[i] = id
+		}
 		for c := 1; c < len(l7Columns); c++ {
 			values[c] = l7Columns[c].value(row)
 		}
@@ -274,6 +296,11 @@ func (s *Store) appendLocked(ctx context.Context, rows []flowlog.L7FlowLog) erro
 	}
 	if err := s.appender.FlushWithCancel(ctx); err != nil {
 		return s.discardLocked(fmt.Errorf("flush %d rows: %w", len(rows), err))
+	}
+	if ids != nil {
+		if err := s.appendLinkKeysLocked(ctx, rows, ids); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -301,7 +328,7 @@ func (s *Store) PurgeExpired(ctx context.Context) (int64, error) {
 	}
 	cutoff := time.Now().Add(-s.opts.Retention).UTC()
 	var total int64
-	for _, table := range []string{qualifiedL7Table(), qualifiedL4Table()} {
+	for _, table := range []string{qualifiedL7Table(), qualifiedL4Table(), qualifiedLinkTable()} {
 		res, err := s.db.ExecContext(ctx, "DELETE FROM "+table+` WHERE "time" < ?`, cutoff)
 		if err != nil {
 			s.stat.retentionErrors.Add(1)
@@ -311,7 +338,9 @@ func (s *Store) PurgeExpired(ctx context.Context) (int64, error) {
 		if err != nil {
 			return total, fmt.Errorf("rows deleted: %w", err)
 		}
-		total += n
+		if table != qualifiedLinkTable() { // link keys are not flow log rows
+			total += n
+		}
 	}
 	s.stat.rowsExpired.Add(uint64(total))
 	return total, nil
@@ -392,6 +421,12 @@ func (s *Store) close() error {
 			errs = append(errs, fmt.Errorf("close appender: %w", err))
 		}
 		s.appender = nil
+	}
+	if s.linkAppender != nil {
+		if err := s.linkAppender.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close link key appender: %w", err))
+		}
+		s.linkAppender = nil
 	}
 	if _, err := s.conn.ExecContext(context.Background(), "CHECKPOINT"); err != nil {
 		errs = append(errs, fmt.Errorf("checkpoint: %w", err))
