@@ -25,6 +25,7 @@ func commands() []command {
 		{"agent", "run the eBPF agent and ship to a server", runAgent},
 		{"server", "run the server (ingest, store, query API)", runServer},
 		{"query", "run SQL against a server's query API", runQuery},
+		{"demo", "run the reference topology, drive it and report trace completeness", runDemo},
 		{"trace", "assemble a trace around a span or by trace id and print it as a tree", runTrace},
 		{"replay", "parse a pcap/pcapng file and print l7_flow_log rows", runReplay},
 		{"doctor", "report what this kernel offers and which features work", runDoctor},
