@@ -32,16 +32,23 @@
 //     sequence match on another tuple, or far apart in time, never links.
 //
 //  2. syscall — inside one service: a server process span (s-p) and the client
-//     process spans (c-p) its thread sent while serving it. The server span's
-//     syscall_trace_id_request or syscall_trace_id_response equals the client
-//     span's syscall_trace_id_request (non-zero), both were observed by the
-//     same agent, the pids agree when both are known (server process_id_1 ==
+//     process spans (c-p) sent while serving it. The server span's
+//     syscall_trace_id_request equals the client span's
+//     syscall_trace_id_request (non-zero), both were observed by the same
+//     agent, the pids agree when both are known (server process_id_1 ==
 //     client process_id_0), AND the client span lies inside the server span's
-//     [start, end] (± WindowSlack, default 0:
-//     one host, one clock). The window guards against recycled
-//     threads and ids: when one thread serves two requests back to back, each
-//     client span goes to the server span whose window holds it; when several
-//     windows hold it, the latest-starting (innermost) one wins.
+//     [start, end] (± WindowSlack, default 0: one host, one clock). The
+//     kernel gives a thread (a goroutine in Go) a new id when it reads a new
+//     request on a server socket and keeps it through the replies to its own
+//     calls, so every call made while serving the request carries it; it
+//     hands the id over to goroutines the request starts, to goroutines that
+//     receive a value it sent on a channel, and to an idle pool thread it
+//     wakes (see docs/tracing.md). The response id is not used: it differs
+//     only on threads that interleave requests (event loops, which get no ids).
+//     The window guards against recycled threads and ids: when one thread
+//     serves two requests back to back, each client span goes to the server
+//     span whose window holds it; when several windows hold it, the
+//     latest-starting (innermost) one wins.
 //
 //  3. trace_id — explicit context: an equal non-empty trace_id joins spans
 //     (looked up within MaxSpanDuration of the span); parent_span_id → span_id

@@ -150,7 +150,11 @@ func (o Options) linkSyscall(server, client *row) bool {
 	if !isServerProcess(server) || !isClientProcess(client) || client.sysReq == 0 {
 		return false
 	}
-	if client.sysReq != server.sysReq && client.sysReq != server.sysResp {
+	// The request's id only: the kernel keeps a thread's id through the
+	// replies to its own calls, so every call made while serving a request
+	// carries it; a response id that differs comes from a thread that
+	// interleaved requests (an event loop) and would join the wrong one.
+	if client.sysReq != server.sysReq {
 		return false
 	}
 	if server.agent != client.agent || server.host != client.host {

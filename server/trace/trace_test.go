@@ -184,10 +184,12 @@ func TestSyscallDownstream(t *testing.T) {
 	st := openStore(t)
 	in := tuple{"10.0.0.1", "10.0.0.2", 40000, 8080, 1, 2}
 	insert(t, st,
-		sp(10, "s-p", "B", 0, 100*time.Millisecond, withTuple(in), withSyscall(777, 778, 0, 300)),
-		sp(11, "c-p", "B", 10*time.Millisecond, 20*time.Millisecond, withSyscall(777, 0, 300, 0),
+		// The kernel keeps the request's id through the replies to the
+		// thread's own calls: both calls and the response carry 777.
+		sp(10, "s-p", "B", 0, 100*time.Millisecond, withTuple(in), withSyscall(777, 777, 0, 300)),
+		sp(11, "c-p", "B", 10*time.Millisecond, 20*time.Millisecond, withSyscall(777, 777, 300, 0),
 			withProto(flowlog.L7Redis, "GET", "GET key"), withTuple(tuple{"10.0.0.2", "10.0.0.3", 50000, 6379, 11, 12})),
-		sp(12, "c-p", "B", 40*time.Millisecond, 20*time.Millisecond, withSyscall(778, 0, 300, 0),
+		sp(12, "c-p", "B", 40*time.Millisecond, 20*time.Millisecond, withSyscall(777, 777, 300, 0),
 			withProto(flowlog.L7MySQL, "SELECT", "SELECT * FROM t"), withTuple(tuple{"10.0.0.2", "10.0.0.4", 50001, 3306, 21, 22})),
 		// The MySQL server's view of the same call.
 		sp(15, "s-p", "D", 41*time.Millisecond, 18*time.Millisecond,
@@ -196,6 +198,10 @@ func TestSyscallDownstream(t *testing.T) {
 		sp(13, "c-p", "C", 10*time.Millisecond, 20*time.Millisecond, withSyscall(777, 0, 300, 0)),
 		sp(14, "c-p", "B", 5*time.Second, 20*time.Millisecond, withSyscall(777, 0, 300, 0)),
 		sp(16, "c-p", "B", 20*time.Millisecond, 5*time.Millisecond, withSyscall(777, 0, 301, 0)),
+		// An event loop answered request 20 with the id of a later request
+		// (778) whose call 21 falls in 20's window: the response id never links.
+		sp(20, "s-p", "B", 0, 100*time.Millisecond, withSyscall(776, 778, 0, 302)),
+		sp(21, "c-p", "B", 50*time.Millisecond, 5*time.Millisecond, withSyscall(778, 778, 302, 0)),
 	)
 	want := map[uint64]edge{10: {0, ""}, 11: {10, RuleSyscall}, 12: {10, RuleSyscall}, 15: {12, RuleTCPSeq}}
 	for _, seed := range []uint64{10, 11, 12, 15} {
@@ -210,7 +216,7 @@ func TestSyscallDownstream(t *testing.T) {
 			}
 		}
 	}
-	for _, seed := range []uint64{13, 14, 16} {
+	for _, seed := range []uint64{13, 14, 16, 20, 21} {
 		if tr := mustAssemble(t, st, seed, Options{}); len(tr.Spans) != 1 {
 			t.Errorf("seed %d linked to %v", seed, shape(tr))
 		}
@@ -300,6 +306,30 @@ func TestXRequestIDProxy(t *testing.T) {
 	}
 	if tr := mustAssemble(t, st, 43, Options{}); len(tr.Spans) != 1 {
 		t.Errorf("seed 43 linked to %v", shape(tr))
+	}
+}
+
+// TestXRequestIDSameHost: a proxy and its upstream on one host, every span
+// carrying the request id (the client's in its response). The upstream
+// server span starts a moment after the proxy's call but must not become
+// the parent of the client or of the proxy's call: on one agent the window
+// must really contain the span.
+func TestXRequestIDSameHost(t *testing.T) {
+	st := openStore(t)
+	front := tuple{"127.0.0.1", "127.0.0.1", 45000, 80, 11, 12}
+	up := tuple{"127.0.0.1", "127.0.0.1", 46000, 8080, 21, 22}
+	withResp := func(x string) func(*flowlog.L7FlowLog) {
+		return func(r *flowlog.L7FlowLog) { r.XRequestID1 = x }
+	}
+	insert(t, st,
+		sp(50, "c-p", "H", 0, 100*time.Millisecond, withResp("r-1"), withTuple(front)),
+		sp(51, "s-p", "H", time.Millisecond, 98*time.Millisecond, withResp("r-1"), withTuple(front)),
+		sp(52, "c-p", "H", 2*time.Millisecond, 95*time.Millisecond, withXReqID("r-1"), withTuple(up)),
+		sp(53, "s-p", "H", 2*time.Millisecond+100*time.Microsecond, 94*time.Millisecond, withXReqID("r-1"), withTuple(up)),
+	)
+	want := map[uint64]edge{50: {0, ""}, 51: {50, RuleTCPSeq}, 52: {51, RuleXReqID}, 53: {52, RuleTCPSeq}}
+	for _, seed := range []uint64{50, 51, 52, 53} {
+		assertShape(t, mustAssemble(t, st, seed, Options{}), want)
 	}
 }
 

@@ -306,7 +306,9 @@ func (b *treeBuilder) headParents() {
 				continue
 			}
 		}
-		// (c) x_request_id: the innermost server-side span with the id that contains this one.
+		// (c) x_request_id: the innermost server-side span with the id that
+		// contains this one (exactly on one agent, within the tolerance
+		// across agents).
 		best := -1
 		for _, x := range [2]string{r.xrid0, r.xrid1} {
 			if x == "" {
@@ -317,7 +319,15 @@ func (b *treeBuilder) headParents() {
 				if j == i || b.find(j) == b.find(i) || !isServerSide(c.obs) {
 					continue
 				}
-				tol := b.opt.tolerance(c, r)
+				// One agent, one clock: the window must really contain
+				// the span (a proxy's upstream server span starting a
+				// moment after the client's call must not become its
+				// parent). Across agents the clocks may differ by the
+				// tolerance.
+				tol := time.Duration(0)
+				if c.agent == "" || c.agent != r.agent {
+					tol = b.opt.tolerance(c, r)
+				}
 				if r.start.Before(c.start.Add(-tol)) || r.end.After(c.end.Add(tol)) {
 					continue
 				}
