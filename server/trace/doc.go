@@ -31,6 +31,10 @@
 //     conflicting resp seq is a wrapped or reused sequence, not a link). A
 //     sequence match on another tuple, or far apart in time, never links.
 //
+//     UDP has no sequence numbers: a UDP span with a protocol request id (a
+//     DNS transaction id) joins the span with the same id on the same
+//     5-tuple and the same L7 protocol, within the same tolerance.
+//
 //  2. syscall — inside one service: a server process span (s-p) and the client
 //     process spans (c-p) sent while serving it. The server span's
 //     syscall_trace_id_request equals the client span's

@@ -127,6 +127,12 @@ func (o Options) linkTCP(a, b *row) bool {
 	if a.id == b.id || !sameTuple(a, b) {
 		return false
 	}
+	if udpHop(a) && udpHop(b) {
+		// UDP has no sequence numbers: the protocol's request id (a DNS
+		// transaction id) on the same tuple, close in time.
+		return *a.requestID == *b.requestID && a.proto == b.proto &&
+			absDur(a.start.Sub(b.start)) <= o.tolerance(a, b)
+	}
 	reqEq := a.reqSeq != 0 && a.reqSeq == b.reqSeq
 	respEq := a.respSeq != 0 && a.respSeq == b.respSeq
 	if !reqEq && !respEq {
@@ -140,6 +146,11 @@ func (o Options) linkTCP(a, b *row) bool {
 		return false
 	}
 	return absDur(a.start.Sub(b.start)) <= o.tolerance(a, b)
+}
+
+// udpHop: a UDP span that rule 1 can match by its request id.
+func udpHop(r *row) bool {
+	return r.l4 == 17 && r.requestID != nil && r.reqSeq == 0 && r.respSeq == 0 && r.cport != 0 && r.sport != 0
 }
 
 func isServerProcess(r *row) bool { return r.obs == "s-p" }
@@ -247,6 +258,11 @@ func (o Options) conditions(r *row, via Rule, noMQBack bool, emit func(lookup)) 
 			emit(lookup{RuleTCPSeq, fmt.Sprintf("(%s) AND ip_0 = %s AND ip_1 = %s AND client_port = %d AND server_port = %d AND protocol = %d AND time BETWEEN %s AND %s",
 				strings.Join(seq, " OR "), strLit(r.ip0), strLit(r.ip1), r.cport, r.sport, r.l4, timeLit(lo), timeLit(hi)), keys, lo, hi})
 		}
+	}
+	if udpHop(r) && via != RuleTCPSeq && safeTupleString(r.ip0) && safeTupleString(r.ip1) {
+		lo, hi := r.start.Add(-wide), r.start.Add(wide)
+		emit(lookup{RuleTCPSeq, fmt.Sprintf("request_id = %d AND ip_0 = %s AND ip_1 = %s AND client_port = %d AND server_port = %d AND protocol = 17 AND time BETWEEN %s AND %s",
+			*r.requestID, strLit(r.ip0), strLit(r.ip1), r.cport, r.sport, timeLit(lo), timeLit(hi)), nil, lo, hi})
 	}
 	// Rule 2, both directions; agent equality keeps the lookup host-local.
 	agentOK := r.agent == "" || safeString(r.agent)

@@ -35,6 +35,7 @@ type row struct {
 	pid0, pid1                          uint32
 	kname0, kname1                      string
 	mq                                  mqRange // Kafka Produce/Fetch offsets
+	requestID                           *int64  // protocol request id (DNS transaction id, ...)
 }
 
 // selectColumns are read for every span, in this order.
@@ -45,7 +46,7 @@ var selectColumns = []string{
 	"trace_id", "span_id", "parent_span_id", "x_request_id_0", "x_request_id_1",
 	"syscall_trace_id_request", "syscall_trace_id_response", "req_tcp_seq", "resp_tcp_seq",
 	"ip_0", "ip_1", "client_port", "server_port", "protocol",
-	"process_id_0", "process_id_1", "process_kname_0", "process_kname_1",
+	"process_id_0", "process_id_1", "process_kname_0", "process_kname_1", "request_id",
 }
 
 // mqColumnNames are the aliases of mqColumns.
@@ -153,6 +154,7 @@ func parseRows(res *store.Result) ([]row, error) {
 			pid1:         uint32(p.u64("process_id_1")),
 			kname0:       p.str("process_kname_0"),
 			kname1:       p.str("process_kname_1"),
+			requestID:    p.optI64("request_id"),
 		}
 		if p.err != nil {
 			return nil, fmt.Errorf("trace: result row %d: %w", n, p.err)

@@ -333,6 +333,36 @@ func TestXRequestIDSameHost(t *testing.T) {
 	}
 }
 
+// TestUDPHop: a DNS query seen by the client and the server process has no
+// TCP sequence: the same tuple and transaction id close in time make it one
+// hop. Another id, another tuple or the same id much later do not.
+func TestUDPHop(t *testing.T) {
+	st := openStore(t)
+	dns := func(id int64, cport uint16) func(*flowlog.L7FlowLog) {
+		return func(r *flowlog.L7FlowLog) {
+			r.Protocol, r.L7Protocol, r.L7ProtocolStr = 17, flowlog.L7DNS, "DNS"
+			r.IP0, r.IP1 = netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.53")
+			r.ClientPort, r.ServerPort, r.RequestID = cport, 53, &[]uint64{uint64(id)}[0]
+		}
+	}
+	insert(t, st,
+		sp(60, "c-p", "H", 0, 2*time.Millisecond, dns(4242, 51000)),
+		sp(61, "s-p", "H", 100*time.Microsecond, time.Millisecond, dns(4242, 51000)),
+		sp(62, "s-p", "H", 100*time.Microsecond, time.Millisecond, dns(4243, 51000)),
+		sp(63, "s-p", "H", 100*time.Microsecond, time.Millisecond, dns(4242, 51001)),
+		sp(64, "s-p", "H", time.Minute, time.Millisecond, dns(4242, 51000)),
+	)
+	want := map[uint64]edge{60: {0, ""}, 61: {60, RuleTCPSeq}}
+	for _, seed := range []uint64{60, 61} {
+		assertShape(t, mustAssemble(t, st, seed, Options{}), want)
+	}
+	for _, seed := range []uint64{62, 63, 64} {
+		if tr := mustAssemble(t, st, seed, Options{}); len(tr.Spans) != 1 {
+			t.Errorf("seed %d linked to %v", seed, shape(tr))
+		}
+	}
+}
+
 func TestClockSkew(t *testing.T) {
 	st := openStore(t)
 	hop := tuple{"10.0.3.1", "10.0.3.2", 44000, 80, 42, 43}

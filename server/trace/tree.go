@@ -159,6 +159,8 @@ func (b *treeBuilder) hopGroups() {
 		l4           uint8
 		resp         bool
 		seq          uint32
+		udpID        int64
+		hasUDPID     bool
 	}
 	buckets := make(map[key][]int)
 	for i, n := range b.nodes {
@@ -172,6 +174,11 @@ func (b *treeBuilder) hopGroups() {
 		if r.respSeq != 0 {
 			k := base
 			k.resp, k.seq = true, r.respSeq
+			buckets[k] = append(buckets[k], i)
+		}
+		if udpHop(r) {
+			k := base
+			k.udpID, k.hasUDPID = *r.requestID, true
 			buckets[k] = append(buckets[k], i)
 		}
 	}
