@@ -25,26 +25,26 @@ const (
 
 // Minimum share of each hop's expected instances that must be in the
 // request's trace (minInTrace*) and linked there with the right parents
-// (minLinked*). driver→nginx is reliable today, and nginx→goapi is in every
-// trace (nginx injects X-Request-ID: an event loop gets no thread-level
-// ids). nginx→goapi's parents wait for the trace tree to stop hanging the
-// driver's span under goapi's (x_request_id parent choice); the other hops
-// wait for goroutine tracking, thread-pool handoff, message-queue and
-// app-span linking. Raise these as they land.
+// (minLinked*). Measured on this 2-core machine with 200 requests in flight:
+// every hop 200/200 except python→redis (Python's thread pool with up to
+// four requests in flight: a worker cannot tell whose job it took while
+// another request may have queued one, and then links nothing; 151-176 of
+// 200 seen). The floors leave room for a loaded CI machine; false links
+// have none.
 const (
 	minInTraceDriverNginx = 1.0
 	minInTraceNginxGoAPI  = 1.0
 	minLinkedDriverNginx  = 1.0
-	minLinkedNginxGoAPI   = 0.0
-	minLinkedDNS          = 0.0
-	minLinkedRedis        = 0.0
-	minLinkedPostgres     = 0.0
-	minLinkedPython       = 0.0
-	minLinkedPyRedis      = 0.0
-	minLinkedProduce      = 0.0
-	minLinkedFetch        = 0.0
-	minLinkedOTelSvc      = 0.0
-	minLinkedOTelApp      = 0.0
+	minLinkedNginxGoAPI   = 0.98
+	minLinkedDNS          = 0.98
+	minLinkedRedis        = 0.98
+	minLinkedPostgres     = 0.98
+	minLinkedPython       = 0.98
+	minLinkedPyRedis      = 0.5
+	minLinkedProduce      = 0.98
+	minLinkedFetch        = 0.98
+	minLinkedOTelSvc      = 0.98
+	minLinkedOTelApp      = 0.95
 	// maxFalseLinks: no span may ever join another request's trace.
 	maxFalseLinks = 0
 )

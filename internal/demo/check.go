@@ -150,6 +150,7 @@ var markerRes = []*regexp.Regexp{
 	regexp.MustCompile(`/work/(\d+)`),
 	regexp.MustCompile(`py:(\d+)`),
 	regexp.MustCompile(`/svc/(\d+)`),
+	regexp.MustCompile(`/price/(\d+)`),
 }
 
 // marker returns the order number s carries, if any.

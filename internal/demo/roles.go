@@ -356,6 +356,8 @@ func runOTelSvc(ctx context.Context, cfg roleConfig) error {
 	}()
 	tracer := tp.Tracer("sightline-demo")
 	prop := propagation.TraceContext{}
+	var priceURL string // set below, before serving
+	priceClient := &http.Client{Timeout: 10 * time.Second}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /svc/{n}", func(w http.ResponseWriter, r *http.Request) {
@@ -368,16 +370,71 @@ func runOTelSvc(ctx context.Context, cfg roleConfig) error {
 			oteltrace.WithAttributes(attribute.String("http.request.method", "GET"),
 				attribute.String("url.path", r.URL.Path), attribute.String("http.route", "/svc/{n}"),
 				attribute.Int("http.response.status_code", 200)))
-		_, child := tracer.Start(ctx, "price "+orderKey(n))
+		cctx, child := tracer.Start(ctx, "price "+orderKey(n))
+		price, err := fetchPrice(cctx, priceClient, tracer, prop, priceURL, n)
+		child.End()
+		if err != nil {
+			span.End()
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		fmt.Fprintf(w, "price %s\n", price)
+		span.End()
+	})
+	// The price endpoint, on a second listener of the same process: the
+	// instrumented outgoing call carries the trace's traceparent, which is
+	// how the eBPF spans meet the app's own trace.
+	priceLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("price listener: %w", err)
+	}
+	priceURL = "http://" + priceLn.Addr().String()
+	priceMux := http.NewServeMux()
+	priceMux.HandleFunc("GET /price/{n}", func(w http.ResponseWriter, r *http.Request) {
+		n, ok := orderN(w, r)
+		if !ok {
+			return
+		}
+		ctx := prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		_, span := tracer.Start(ctx, "GET /price/{n}", oteltrace.WithSpanKind(oteltrace.SpanKindServer),
+			oteltrace.WithAttributes(attribute.String("http.request.method", "GET"),
+				attribute.String("url.path", r.URL.Path), attribute.String("http.route", "/price/{n}"),
+				attribute.Int("http.response.status_code", 200)))
 		price := 0
 		for i := range 1000 + n {
 			price += i % 7
 		}
-		child.End()
-		fmt.Fprintf(w, "price %d\n", price)
+		fmt.Fprintf(w, "%d", price)
 		span.End()
 	})
+	priceSrv := &http.Server{Handler: priceMux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = priceSrv.Serve(priceLn) }()
+	defer priceSrv.Close()
 	return serve(ctx, cfg.Listen, mux)
+}
+
+// fetchPrice is otelsvc's instrumented outgoing call: a CLIENT span whose
+// context goes out in the traceparent header.
+func fetchPrice(ctx context.Context, client *http.Client, tracer oteltrace.Tracer, prop propagation.TextMapPropagator, base string, n int) (string, error) {
+	ctx, span := tracer.Start(ctx, "GET /price/{n}", oteltrace.WithSpanKind(oteltrace.SpanKindClient),
+		oteltrace.WithAttributes(attribute.String("http.request.method", "GET"), attribute.String("url.full", fmt.Sprintf("%s/price/%d", base, n))))
+	defer span.End()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/price/%d", base, n), nil)
+	if err != nil {
+		return "", err
+	}
+	prop.Inject(ctx, propagation.HeaderCarrier(req.Header))
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64))
+	if err != nil {
+		return "", err
+	}
+	span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+	return string(b), nil
 }
 
 // runBroker runs a one-broker kfake cluster with the orders topic.

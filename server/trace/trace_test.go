@@ -363,6 +363,29 @@ func TestUDPHop(t *testing.T) {
 	}
 }
 
+// TestAppRootUnderProcessSpan: an instrumented service got no context
+// from its caller, so its server span is the root of its own trace; its
+// outgoing call carried that trace's traceparent and was sent while the
+// process served the eBPF server span: the app's root goes under it.
+func TestAppRootUnderProcessSpan(t *testing.T) {
+	st := openStore(t)
+	const tid = "4bf92f3577b34da6a3ce929d0e0e4736"
+	app := func(r *flowlog.L7FlowLog) { r.SignalSource = flowlog.SourceOTel }
+	insert(t, st,
+		sp(70, "s-p", "H", 0, 50*time.Millisecond, withSyscall(900, 900, 0, 7)),
+		sp(71, "s-app", "", time.Millisecond, 45*time.Millisecond, app, withTrace(tid, "00f067aa0ba902b7", "")),
+		sp(72, "app", "", 2*time.Millisecond, 5*time.Millisecond, app, withTrace(tid, "00f067aa0ba902b8", "00f067aa0ba902b7")),
+		sp(73, "c-app", "", 10*time.Millisecond, 20*time.Millisecond, app, withTrace(tid, "00f067aa0ba902b9", "00f067aa0ba902b7")),
+		sp(74, "c-p", "H", 11*time.Millisecond, 18*time.Millisecond, withSyscall(900, 900, 7, 0), withTrace(tid, "00f067aa0ba902b9", "")),
+		// The same trace id on a c-p span of another request's window: no parent from it.
+		sp(75, "s-p", "H", time.Second, 50*time.Millisecond, withSyscall(901, 901, 0, 7)),
+	)
+	want := map[uint64]edge{70: {0, ""}, 71: {70, RuleSyscall}, 72: {71, RuleTraceID}, 73: {71, RuleTraceID}, 74: {73, RuleSpanID}}
+	for _, seed := range []uint64{70, 71, 74} {
+		assertShape(t, mustAssemble(t, st, seed, Options{}), want)
+	}
+}
+
 func TestClockSkew(t *testing.T) {
 	st := openStore(t)
 	hop := tuple{"10.0.3.1", "10.0.3.2", 44000, 80, 42, 43}

@@ -136,6 +136,7 @@ func (a *assembler) build() *Trace {
 	}
 	b.hopGroups()
 	b.headParents()
+	b.appRoots()
 	t := b.output()
 	t.Truncated = a.truncated
 	t.Rounds = a.rounds
@@ -345,6 +346,44 @@ func (b *treeBuilder) headParents() {
 			}
 		}
 		b.setParent(i, best, RuleXReqID)
+	}
+}
+
+// appRoots places the root span of an instrumented service's own trace
+// (s-app without a parent: no context came in) under the eBPF server span
+// of the same request. The link is not a guess from time: the service's
+// outgoing call carried its traceparent, so the call's c-p span is the
+// child of a c-app span under that root (rule a'), and the same c-p span
+// was sent while the process served that s-p span (rule 2).
+func (b *treeBuilder) appRoots() {
+	for i, n := range b.nodes {
+		c := &n.r
+		if !isClientProcess(c) || b.parentLink[i] != RuleSpanID {
+			continue
+		}
+		root := i
+		for steps := 0; b.parent[root] >= 0 && steps < len(b.nodes); steps++ {
+			root = b.parent[root]
+		}
+		r := &b.nodes[root].r
+		if root == i || r.obs != "s-app" {
+			continue
+		}
+		best := -1
+		for j, m := range b.nodes {
+			s := &m.r
+			if j == i || !b.opt.linkSyscall(s, c) {
+				continue
+			}
+			tol := b.opt.tolerance(s, r)
+			if r.start.Before(s.start.Add(-tol)) || r.end.After(s.end.Add(tol)) {
+				continue
+			}
+			if best < 0 || s.start.After(b.nodes[best].r.start) {
+				best = j
+			}
+		}
+		b.setParent(root, best, RuleSyscall)
 	}
 }
 
