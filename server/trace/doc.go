@@ -63,8 +63,9 @@
 //     [start, end] windows overlap within TimeTolerance+ClockSkew.
 //
 //  5. mq — a message queue hop (Kafka): a Produce span P and the Fetch spans
-//     F that read its messages. Both carry request_resource "topic:partition"
-//     and offset attributes (P: kafka.base_offset, kafka.record_count; F:
+//     F that read its messages. Both carry the partition of their offsets
+//     (attribute kafka.topic_partition, else request_resource) and offset
+//     attributes (P: kafka.base_offset, kafka.record_count; F:
 //     kafka.first_offset, kafka.last_offset; spans without them never link).
 //     P links F when they name the same topic:partition on the same broker
 //     (ip_1, server_port), F's [first, last] holds one of P's offsets

@@ -19,7 +19,14 @@ const (
 	attrRecordCount = "kafka.record_count"
 	attrFirstOffset = "kafka.first_offset"
 	attrLastOffset  = "kafka.last_offset"
+	// attrTopicPartition names the partition the offsets belong to: a Fetch
+	// of several partitions has only "topic" in request_resource.
+	attrTopicPartition = "kafka.topic_partition"
 )
+
+// topicPartitionSQL is the partition of a row's offsets, in SQL: the
+// attribute, else request_resource (rows from parsers that did not set it).
+const topicPartitionSQL = "COALESCE(NULLIF(attributes['" + attrTopicPartition + "'], ''), request_resource)"
 
 // mqColumns are read with every span: the Kafka offset attributes, aliased.
 // ClickHouse reads a missing map key as an empty string, DuckDB as NULL: both parse as unknown.
@@ -28,6 +35,7 @@ var mqColumns = []string{
 	"attributes['" + attrRecordCount + "'] AS kafka_record_count",
 	"attributes['" + attrFirstOffset + "'] AS kafka_first_offset",
 	"attributes['" + attrLastOffset + "'] AS kafka_last_offset",
+	"attributes['" + attrTopicPartition + "'] AS kafka_topic_partition",
 }
 
 // mqRange is a span's offset range on its topic:partition: the offsets a
@@ -35,6 +43,7 @@ var mqColumns = []string{
 type mqRange struct {
 	ok          bool
 	first, last int64
+	partition   string // topic:partition of the offsets
 }
 
 // parseOffset reads a non-negative decimal offset.
@@ -50,7 +59,7 @@ func mqProduceRange(base, count string) mqRange {
 	if !ok1 || !ok2 || c == 0 || b > (1<<62) || c > (1<<62) {
 		return mqRange{}
 	}
-	return mqRange{true, b, b + c - 1}
+	return mqRange{ok: true, first: b, last: b + c - 1}
 }
 
 // mqFetchRange is the range a Fetch span returned, from its attributes.
@@ -60,15 +69,15 @@ func mqFetchRange(first, last string) mqRange {
 	if !ok1 || !ok2 || l < f {
 		return mqRange{}
 	}
-	return mqRange{true, f, l}
+	return mqRange{ok: true, first: f, last: l}
 }
 
 func isProduce(r *row) bool {
-	return r.reqType == "Produce" && r.resource != "" && r.mq.ok
+	return r.reqType == "Produce" && r.mq.partition != "" && r.mq.ok
 }
 
 func isFetch(r *row) bool {
-	return r.reqType == "Fetch" && r.resource != "" && r.mq.ok
+	return r.reqType == "Fetch" && r.mq.partition != "" && r.mq.ok
 }
 
 // linkMQ is rule 5: p is the Produce span, f the Fetch span.
@@ -76,7 +85,7 @@ func (o Options) linkMQ(p, f *row) bool {
 	if !isProduce(p) || !isFetch(f) || p.id == f.id {
 		return false
 	}
-	if p.resource != f.resource || p.ip1 != f.ip1 || p.sport != f.sport {
+	if p.mq.partition != f.mq.partition || p.ip1 != f.ip1 || p.sport != f.sport {
 		return false
 	}
 	if f.mq.first > p.mq.last || f.mq.last < p.mq.first {
@@ -92,11 +101,11 @@ func (o Options) linkMQ(p, f *row) bool {
 // the lookup with its other fetches.
 // ClickHouse variant: toInt64OrNull(attributes['...']) for TRY_CAST(... AS BIGINT).
 func (o Options) mqConditions(r *row, noMQBack bool, emit func(lookup)) {
-	if !safeString(r.resource) || !safeTupleString(r.ip1) {
+	if !safeString(r.mq.partition) || !safeTupleString(r.ip1) {
 		return
 	}
 	wide := o.TimeTolerance + o.ClockSkew
-	broker := fmt.Sprintf("request_resource = %s AND ip_1 = %s AND server_port = %d", strLit(r.resource), strLit(r.ip1), r.sport)
+	broker := fmt.Sprintf("%s = %s AND ip_1 = %s AND server_port = %d", topicPartitionSQL, strLit(r.mq.partition), strLit(r.ip1), r.sport)
 	switch {
 	case isProduce(r):
 		lo, hi := r.start.Add(-wide), r.start.Add(o.MaxMQDelay)

@@ -67,6 +67,35 @@ func TestMQProduceFetch(t *testing.T) {
 	}
 }
 
+// TestMQMultiPartitionFetch: a Fetch of several partitions names only the
+// topic in request_resource; kafka.topic_partition says which partition
+// its offsets are on, and that is what links.
+func TestMQMultiPartitionFetch(t *testing.T) {
+	st := openStore(t)
+	part := func(tp string) func(*flowlog.L7FlowLog) {
+		return func(r *flowlog.L7FlowLog) { r.Attributes[attrTopicPartition] = tp }
+	}
+	var rows []flowlog.L7FlowLog
+	rows = append(rows, mqHop(1, "prod", "10.0.1.1", 40000, 1000, 0, func(r *flowlog.L7FlowLog) {
+		withKafka("Produce", "orders:1", 100, 5)(r)
+		part("orders:1")(r)
+	})...)
+	rows = append(rows, mqHop(3, "cons", "10.0.2.1", 41000, 2000, time.Second, func(r *flowlog.L7FlowLog) {
+		withKafka("Fetch", "orders", 100, 104)(r)
+		part("orders:1")(r)
+	})...)
+	// The same offsets, reported for partition 0 of the same multi-partition fetch request.
+	rows = append(rows, mqHop(5, "cons", "10.0.2.1", 41001, 3000, time.Second, func(r *flowlog.L7FlowLog) {
+		withKafka("Fetch", "orders", 100, 104)(r)
+		part("orders:0")(r)
+	})...)
+	insert(t, st, rows...)
+	want := map[uint64]edge{1: {}, 2: {1, RuleTCPSeq}, 3: {1, RuleMQ}, 4: {3, RuleTCPSeq}}
+	for _, seed := range []uint64{1, 3} {
+		assertShape(t, mustAssemble(t, st, seed, Options{}), want)
+	}
+}
+
 func TestMQBatchedFetch(t *testing.T) {
 	for _, opt := range []Options{{}, {Scan: true}} {
 		t.Run("scan="+strconv.FormatBool(opt.Scan), func(t *testing.T) {
@@ -123,6 +152,12 @@ func TestMQLinkRule(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			// As parseRows does for rows without kafka.topic_partition.
+			for _, r := range []*row{&c.p, &c.f} {
+				if r.mq.ok {
+					r.mq.partition = r.resource
+				}
+			}
 			if got := opt.linkMQ(&c.p, &c.f); got != c.want {
 				t.Errorf("linkMQ = %v, want %v", got, c.want)
 			}

@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -50,7 +51,7 @@ var selectColumns = []string{
 }
 
 // mqColumnNames are the aliases of mqColumns.
-var mqColumnNames = []string{"kafka_base_offset", "kafka_record_count", "kafka_first_offset", "kafka_last_offset"}
+var mqColumnNames = []string{"kafka_base_offset", "kafka_record_count", "kafka_first_offset", "kafka_last_offset", "kafka_topic_partition"}
 
 const tableName = "l7_flow_log"
 
@@ -164,6 +165,9 @@ func parseRows(res *store.Result) ([]row, error) {
 			r.mq = mqProduceRange(p.str("kafka_base_offset"), p.str("kafka_record_count"))
 		case "Fetch":
 			r.mq = mqFetchRange(p.str("kafka_first_offset"), p.str("kafka_last_offset"))
+		}
+		if r.mq.ok {
+			r.mq.partition = cmp.Or(p.str("kafka_topic_partition"), r.resource)
 		}
 		normalizeTimes(&r)
 		out = append(out, r)
