@@ -8,7 +8,9 @@
 //	P5  replay rows/s per core for each protocol's recorded capture (multiplied).
 //	P6  agent CPU per captured request for Redis and MySQL at a fixed rate.
 //	P7  flow table: replayed packets/s per core and heap bytes per flow at 100K flows.
-//	P8  trace assembly latency (p50/p99) of a 100-span trace in a store of up to 1M rows.
+//	P8  trace assembly latency (p50/p99) of a 100-span trace in stores of 1M and 10M rows, per link index.
+//	P9  trace completeness on the reference topology (`sightline demo`): hops linked / expected, false links.
+//	P10 a Go HTTP service under wrk: requests/s without the agent, with it, and with it but no goroutine probes.
 package main
 
 import (
@@ -24,8 +26,15 @@ import (
 )
 
 func main() {
+	if addr := os.Getenv(goServerEnv); addr != "" {
+		if err := runGoServer(addr); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	bin := flag.String("bin", "bin/sightline", "sightline binary to measure")
-	only := flag.String("only", "p1,p2,p4,p5,p6,p7,p8", "comma-separated benchmarks to run")
+	only := flag.String("only", "p1,p2,p4,p5,p6,p7,p8,p9,p10", "comma-separated benchmarks to run")
 	rounds := flag.Int("rounds", 3, "alternating with/without rounds for P1 (medians are reported)")
 	duration := flag.Duration("duration", 0, "per-round duration for P1/P2 (0 = defaults)")
 	flag.Parse()
@@ -58,6 +67,10 @@ func main() {
 			err = b.p7(ctx)
 		case "p8":
 			err = b.p8(ctx)
+		case "p9":
+			err = b.p9(ctx)
+		case "p10":
+			err = b.p10(ctx)
 		default:
 			err = fmt.Errorf("unknown benchmark %q", name)
 		}
