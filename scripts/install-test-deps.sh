@@ -13,6 +13,8 @@ have clang   || need+=(clang llvm)
 have bpftool || need+=(bpftool)
 [ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
 have gcc     || need+=(gcc)
+# The thread-pool tests and the reference topology run a Python (stdlib only) service.
+have python3 || need+=(python3)
 # Real servers and clients the protocol tests drive (agent/l7/*/live_test.go).
 have redis-server    || need+=(redis-server)
 have redis-cli       || need+=(redis-tools)
