@@ -113,31 +113,12 @@ func traceHeaders(m *l7.Message, table []byte) {
 		default:
 			return
 		}
-		if (typ == 'S' || typ == 'x') && string(name) == "traceparent" && !r.failed() && setTraceparent(m, v) {
+		if (typ == 'S' || typ == 'x') && string(name) == "traceparent" && !r.failed() && m.SetTraceparent(v) {
 			return
 		}
 	}
 }
 
-// setTraceparent sets m's trace id and span id from a W3C traceparent
-// (version-traceid-parentid-flags), as the HTTP parsers do: the span id is
-// the sender's span.
-func setTraceparent(m *l7.Message, v []byte) bool {
-	if len(v) < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' || !isHex(v[3:35]) || !isHex(v[36:52]) {
-		return false
-	}
-	m.TraceID, m.SpanID, m.ParentSpanID = string(v[3:35]), string(v[36:52]), ""
-	return true
-}
-
-func isHex(b []byte) bool {
-	for _, c := range b {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') && (c < 'A' || c > 'F') {
-			return false
-		}
-	}
-	return len(b) > 0
-}
 
 func (r *reader) u32() uint32 {
 	if b := r.take(4); b != nil {

@@ -3,15 +3,18 @@ package dubbo
 import (
 	"bytes"
 	"encoding/base64"
+
+	"github.com/sightline-io/sightline/agent/l7/tracectx"
 )
 
 // parseTraceparent returns the trace and parent (span) ids of a W3C
 // traceparent "00-<32 hex>-<16 hex>-<2 hex>", or empty strings.
 func parseTraceparent(v []byte) (trace, span string) {
-	if len(v) < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' || !isHex(v[3:35]) || !isHex(v[36:52]) {
+	t, sp, ok := tracectx.Traceparent(v)
+	if !ok {
 		return "", ""
 	}
-	return string(v[3:35]), string(v[36:52])
+	return string(t), string(sp)
 }
 
 // parseSW8 returns the trace id and "segment-span" of a SkyWalking sw8 value
@@ -30,13 +33,4 @@ func parseSW8(v []byte) (trace, span string) {
 		return string(t), ""
 	}
 	return string(t), string(seg) + "-" + string(parts[3])
-}
-
-func isHex(b []byte) bool {
-	for _, c := range b {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }

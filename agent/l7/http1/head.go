@@ -9,6 +9,8 @@ import (
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/agent/l7/mask"
 	"github.com/sightline-io/sightline/flowlog"
+
+	"github.com/sightline-io/sightline/agent/l7/tracectx"
 )
 
 // framing is what a message head says about the body that follows.
@@ -208,10 +210,7 @@ lines:
 		case 11:
 			switch {
 			case equalFold(name, "traceparent") && tracePrio < 4:
-				// version-traceid(32)-parentid(16)-flags
-				if len(value) >= 55 && value[2] == '-' && value[35] == '-' && value[52] == '-' &&
-					isHex(value[3:35]) && isHex(value[36:52]) {
-					m.TraceID, m.SpanID, m.ParentSpanID = string(value[3:35]), string(value[36:52]), ""
+				if m.SetTraceparent(value) {
 					tracePrio = 4
 				}
 			case equalFold(name, "x-b3-spanid"):
@@ -375,17 +374,8 @@ func parseContentLength(v []byte) (int64, bool) {
 	return n, n >= 0
 }
 
-func isHex(b []byte) bool {
-	for _, c := range b {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return false
-		}
-	}
-	return true
-}
-
 // isHexID reports whether b looks like a 1..32 digit hex trace/span id.
-func isHexID(b []byte) bool { return len(b) > 0 && len(b) <= 32 && isHex(b) }
+func isHexID(b []byte) bool { return len(b) <= 32 && tracectx.IsHex(b) }
 
 // stringCache reuses the previous string when the same bytes repeat, which is
 // the common case for Host, User-Agent and similar headers on one connection.

@@ -8,6 +8,8 @@ import (
 	"github.com/sightline-io/sightline/agent/l7/http1"
 	"github.com/sightline-io/sightline/agent/l7/mask"
 	"github.com/sightline-io/sightline/flowlog"
+
+	"github.com/sightline-io/sightline/agent/l7/tracectx"
 )
 
 const (
@@ -58,10 +60,8 @@ func (p *Parser) emitRequest(st *h2stream) {
 		m.Domain = st.domain
 		m.Resource, m.Endpoint = p.last.get(st.path, p.keepSecrets)
 	}
-	if tp := st.traceparent; len(tp) >= 55 && tp[2] == '-' && tp[35] == '-' && tp[52] == '-' &&
-		isHex(tp[3:35]) && isHex(tp[36:52]) {
-		// version-traceid(32)-parentid(16)-flags
-		m.TraceID, m.SpanID = tp[3:35], tp[36:52]
+	if trace, span, ok := tracectx.Traceparent(st.traceparent); ok {
+		m.TraceID, m.SpanID = trace, span
 	}
 	m.XRequestID = clip(st.xrid, maxXRequestID)
 	setIdent(m, &st.reqStart)
@@ -326,15 +326,6 @@ func unhex(c byte) int {
 		return int(c-'A') + 10
 	}
 	return -1
-}
-
-func isHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if unhex(s[i]) < 0 {
-			return false
-		}
-	}
-	return len(s) > 0
 }
 
 // clip bounds a stored string, cutting at a UTF-8 boundary.

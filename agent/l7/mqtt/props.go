@@ -45,7 +45,7 @@ func publishProps(m *l7.Message, r *reader) {
 			pr.skip(k)
 		case propUser:
 			key, val := pr.str(), pr.str()
-			if !pr.failed() && string(key) == "traceparent" && setTraceparent(m, val) {
+			if !pr.failed() && string(key) == "traceparent" && m.SetTraceparent(val) {
 				return
 			}
 		default:
@@ -54,25 +54,6 @@ func publishProps(m *l7.Message, r *reader) {
 	}
 }
 
-// setTraceparent sets m's trace id and span id from a W3C traceparent
-// (version-traceid-parentid-flags), as the HTTP parsers do: the span id is
-// the sender's span.
-func setTraceparent(m *l7.Message, v []byte) bool {
-	if len(v) < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' || !isHex(v[3:35]) || !isHex(v[36:52]) {
-		return false
-	}
-	m.TraceID, m.SpanID, m.ParentSpanID = string(v[3:35]), string(v[36:52]), ""
-	return true
-}
-
-func isHex(b []byte) bool {
-	for _, c := range b {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') && (c < 'A' || c > 'F') {
-			return false
-		}
-	}
-	return len(b) > 0
-}
 
 // setPacketID records a PUBLISH's packet id as an attribute.
 func setPacketID(m *l7.Message, id uint16) {
