@@ -113,11 +113,11 @@ func newFixture(t *testing.T) *fixture {
 		span(t0, 2, "c-p", "N", 5*ms, 140*ms, toAPI, syscall(11, 0, 100, 0), procs("nginx", ""), http1("POST", "/api/checkout", 200),
 			traceCtx(fixtureTraceID, "00f067aa0ba902b7", "")),
 		// The api (host A) sees the same hop, then calls redis and postgres.
-		span(t0, 3, "s-p", "A", 8*ms, 130*ms, toAPI, syscall(21, 22, 0, 200), procs("", "api"), http1("POST", "/api/checkout", 200),
+		span(t0, 3, "s-p", "A", 8*ms, 130*ms, toAPI, syscall(21, 21, 0, 200), procs("", "api"), http1("POST", "/api/checkout", 200),
 			traceCtx(fixtureTraceID, "00f067aa0ba902b7", "")),
 		span(t0, 4, "c-p", "A", 10*ms, 3*ms, toRedis, syscall(21, 0, 200, 0), procs("api", ""), l7(flowlog.L7Redis, "GET", "GET cart")),
 		span(t0, 5, "s-p", "R", 11*ms, 1*ms, toRedis, procs("", "redis-server"), l7(flowlog.L7Redis, "GET", "GET cart")),
-		span(t0, 6, "c-p", "A", 20*ms, 100*ms, toPG, syscall(22, 0, 200, 0), procs("api", ""), l7(flowlog.L7Postgres, "SELECT", "SELECT * FROM orders")),
+		span(t0, 6, "c-p", "A", 20*ms, 100*ms, toPG, syscall(21, 0, 200, 0), procs("api", ""), l7(flowlog.L7Postgres, "SELECT", "SELECT * FROM orders")),
 		// An eBPF-only request: api /health → redis PING.
 		span(t0, 10, "s-p", "A", time.Minute, 20*ms, tuple("10.0.0.9", "10.0.0.20", 55000, 8080, 9001, 9101), syscall(31, 31, 0, 200),
 			procs("", "api"), http1("GET", "/health", 503), func(r *flowlog.L7FlowLog) { r.ResponseStatus = flowlog.StatusServerError }),
