@@ -2,7 +2,6 @@ package demo
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -666,10 +665,7 @@ func topologyRows(ctx context.Context, st store.Store, tr Truth, lo, hi time.Tim
 }
 
 func parseSpans(res *store.Result) ([]span, error) {
-	idx := map[string]int{}
-	for i, c := range res.Columns {
-		idx[c] = i
-	}
+	idx := store.ColumnIndex(res)
 	for _, c := range rowColumns {
 		if _, ok := idx[c]; !ok {
 			return nil, fmt.Errorf("demo: result lacks column %s", c)
@@ -680,58 +676,17 @@ func parseSpans(res *store.Result) ([]span, error) {
 		if len(v) != len(res.Columns) {
 			return nil, fmt.Errorf("demo: result row of %d values for %d columns", len(v), len(res.Columns))
 		}
-		u := func(c string) uint64 { return toUint(v[idx[c]]) }
-		s := func(c string) string { return toStr(v[idx[c]]) }
+		p := store.Row{Vals: v, Idx: idx}
+		u, s := p.U64, p.Str
 		out = append(out, span{ID: u("_id"), ObservationPoint: s("observation_point"), SignalSource: uint8(u("signal_source")),
 			RequestType: s("request_type"), RequestResource: s("request_resource"), Endpoint: s("endpoint"),
 			ServerPort: uint16(u("server_port")), ProcessID0: uint32(u("process_id_0")), ProcessID1: uint32(u("process_id_1")),
 			ProcessKName0: s("process_kname_0"), ProcessKName1: s("process_kname_1")})
+		if p.Err != nil {
+			return nil, fmt.Errorf("demo: %w", p.Err)
+		}
 	}
 	return out, nil
-}
-
-func toUint(v any) uint64 {
-	switch x := v.(type) {
-	case uint8:
-		return uint64(x)
-	case uint16:
-		return uint64(x)
-	case uint32:
-		return uint64(x)
-	case uint64:
-		return x
-	case int8:
-		return uint64(max(x, 0))
-	case int16:
-		return uint64(max(x, 0))
-	case int32:
-		return uint64(max(x, 0))
-	case int64:
-		return uint64(max(x, 0))
-	case int:
-		return uint64(max(x, 0))
-	case float64:
-		return uint64(max(x, 0))
-	case json.Number:
-		n, _ := strconv.ParseUint(x.String(), 10, 64)
-		return n
-	case string:
-		n, _ := strconv.ParseUint(x, 10, 64)
-		return n
-	}
-	return 0
-}
-
-func toStr(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return ""
-	case string:
-		return x
-	case []byte:
-		return string(x)
-	}
-	return fmt.Sprint(v)
 }
 
 // WaitSettled waits until the topology's rows in the store stop changing
@@ -759,7 +714,8 @@ func WaitSettled(ctx context.Context, st store.Store, tr Truth, quiet, limit tim
 		}
 		n := 0
 		if len(res.Rows) == 1 && len(res.Rows[0]) == 1 {
-			n = int(toUint(res.Rows[0][0]))
+			c, _ := store.ToUint64(res.Rows[0][0])
+			n = int(c)
 		}
 		if n != last {
 			last, since = n, time.Now()
@@ -798,13 +754,15 @@ func Explain(ctx context.Context, st store.Store, tr Truth, n int) (string, erro
 	}
 	fmt.Fprintf(&b, "rows of order %d: %s\n", n, cols)
 	var driver uint64
+	idx := store.ColumnIndex(res)
 	for _, v := range res.Rows {
-		s := span{RequestResource: toStr(v[5]), RequestType: toStr(v[4])}
+		p := store.Row{Vals: v, Idx: idx}
+		s := span{RequestResource: p.Str("request_resource"), RequestType: p.Str("request_type")}
 		if m, ok := marker(&s); !ok || m != n {
 			continue
 		}
-		if toStr(v[2]) == "c-p" && int(toUint(v[6])) == tr.Ports.Nginx && int(toUint(v[7])) == tr.DriverPID {
-			driver = toUint(v[0])
+		if p.Str("observation_point") == "c-p" && int(p.U64("server_port")) == tr.Ports.Nginx && int(p.U64("process_id_0")) == tr.DriverPID {
+			driver = p.U64("_id")
 		}
 		fmt.Fprintln(&b, v...)
 	}

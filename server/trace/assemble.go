@@ -273,7 +273,7 @@ func (a *assembler) keyLookup(ctx context.Context, chunks [][]lookup) (string, e
 		if len(r) != 1 {
 			return "", fmt.Errorf("trace: link key lookup: %d columns", len(r))
 		}
-		id, ok := toUint64(r[0])
+		id, ok := store.ToUint64(r[0])
 		if !ok {
 			return "", fmt.Errorf("trace: link key lookup: bad _id %v", r[0])
 		}

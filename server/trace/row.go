@@ -2,7 +2,6 @@ package trace
 
 import (
 	"cmp"
-	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
@@ -117,57 +116,57 @@ func parseRows(res *store.Result) ([]row, error) {
 		if len(vals) != len(res.Columns) {
 			return nil, fmt.Errorf("trace: result row %d has %d values for %d columns", n, len(vals), len(res.Columns))
 		}
-		p := parser{vals: vals, idx: idx}
+		p := store.Row{Vals: vals, Idx: idx}
 		r := row{
-			id:           p.u64("_id"),
-			time:         p.ts("time"),
-			start:        p.ts("start_time"),
-			end:          p.ts("end_time"),
-			duration:     p.u64("response_duration"),
-			agent:        p.str("agent_id"),
-			host:         p.str("host"),
-			signal:       uint8(p.u64("signal_source")),
-			obs:          p.str("observation_point"),
-			proto:        uint8(p.u64("l7_protocol")),
-			protoStr:     p.str("l7_protocol_str"),
-			reqType:      p.str("request_type"),
-			domain:       p.str("request_domain"),
-			resource:     p.str("request_resource"),
-			endpoint:     p.str("endpoint"),
-			status:       uint8(p.u64("response_status")),
-			code:         p.optI64("response_code"),
-			exception:    p.str("response_exception"),
-			traceID:      p.str("trace_id"),
-			spanID:       p.str("span_id"),
-			parentSpanID: p.str("parent_span_id"),
-			xrid0:        p.str("x_request_id_0"),
-			xrid1:        p.str("x_request_id_1"),
-			sysReq:       p.u64("syscall_trace_id_request"),
-			sysResp:      p.u64("syscall_trace_id_response"),
-			reqSeq:       uint32(p.u64("req_tcp_seq")),
-			respSeq:      uint32(p.u64("resp_tcp_seq")),
-			ip0:          p.str("ip_0"),
-			ip1:          p.str("ip_1"),
-			cport:        uint16(p.u64("client_port")),
-			sport:        uint16(p.u64("server_port")),
-			l4:           uint8(p.u64("protocol")),
-			pid0:         uint32(p.u64("process_id_0")),
-			pid1:         uint32(p.u64("process_id_1")),
-			kname0:       p.str("process_kname_0"),
-			kname1:       p.str("process_kname_1"),
-			requestID:    p.optI64("request_id"),
+			id:           p.U64("_id"),
+			time:         p.Time("time"),
+			start:        p.Time("start_time"),
+			end:          p.Time("end_time"),
+			duration:     p.U64("response_duration"),
+			agent:        p.Str("agent_id"),
+			host:         p.Str("host"),
+			signal:       uint8(p.U64("signal_source")),
+			obs:          p.Str("observation_point"),
+			proto:        uint8(p.U64("l7_protocol")),
+			protoStr:     p.Str("l7_protocol_str"),
+			reqType:      p.Str("request_type"),
+			domain:       p.Str("request_domain"),
+			resource:     p.Str("request_resource"),
+			endpoint:     p.Str("endpoint"),
+			status:       uint8(p.U64("response_status")),
+			code:         p.OptI64("response_code"),
+			exception:    p.Str("response_exception"),
+			traceID:      p.Str("trace_id"),
+			spanID:       p.Str("span_id"),
+			parentSpanID: p.Str("parent_span_id"),
+			xrid0:        p.Str("x_request_id_0"),
+			xrid1:        p.Str("x_request_id_1"),
+			sysReq:       p.U64("syscall_trace_id_request"),
+			sysResp:      p.U64("syscall_trace_id_response"),
+			reqSeq:       uint32(p.U64("req_tcp_seq")),
+			respSeq:      uint32(p.U64("resp_tcp_seq")),
+			ip0:          p.Str("ip_0"),
+			ip1:          p.Str("ip_1"),
+			cport:        uint16(p.U64("client_port")),
+			sport:        uint16(p.U64("server_port")),
+			l4:           uint8(p.U64("protocol")),
+			pid0:         uint32(p.U64("process_id_0")),
+			pid1:         uint32(p.U64("process_id_1")),
+			kname0:       p.Str("process_kname_0"),
+			kname1:       p.Str("process_kname_1"),
+			requestID:    p.OptI64("request_id"),
 		}
-		if p.err != nil {
-			return nil, fmt.Errorf("trace: result row %d: %w", n, p.err)
+		if p.Err != nil {
+			return nil, fmt.Errorf("trace: result row %d: %w", n, p.Err)
 		}
 		switch r.reqType {
 		case "Produce":
-			r.mq = mqProduceRange(p.str("kafka_base_offset"), p.str("kafka_record_count"))
+			r.mq = mqProduceRange(p.Str("kafka_base_offset"), p.Str("kafka_record_count"))
 		case "Fetch":
-			r.mq = mqFetchRange(p.str("kafka_first_offset"), p.str("kafka_last_offset"))
+			r.mq = mqFetchRange(p.Str("kafka_first_offset"), p.Str("kafka_last_offset"))
 		}
 		if r.mq.ok {
-			r.mq.partition = cmp.Or(p.str("kafka_topic_partition"), r.resource)
+			r.mq.partition = cmp.Or(p.Str("kafka_topic_partition"), r.resource)
 		}
 		normalizeTimes(&r)
 		out = append(out, r)
@@ -183,144 +182,4 @@ func normalizeTimes(r *row) {
 	if r.end.Before(r.start) {
 		r.end = r.start.Add(time.Duration(min(r.duration, math.MaxInt64/1000)) * time.Microsecond)
 	}
-}
-
-// parser reads typed values from one result row, tolerating the value types
-// of different engines (Go integers, floats, json.Number, strings, times).
-type parser struct {
-	vals []any
-	idx  map[string]int
-	err  error
-}
-
-func (p *parser) fail(col string, v any) {
-	if p.err == nil {
-		p.err = fmt.Errorf("column %s: unexpected value %v (%T)", col, v, v)
-	}
-}
-
-func (p *parser) str(col string) string {
-	switch x := p.vals[p.idx[col]].(type) {
-	case nil:
-		return ""
-	case string:
-		return x
-	case []byte:
-		return string(x)
-	case fmt.Stringer:
-		return x.String()
-	default:
-		return fmt.Sprint(x)
-	}
-}
-
-func (p *parser) u64(col string) uint64 {
-	v := p.vals[p.idx[col]]
-	n, ok := toUint64(v)
-	if !ok {
-		p.fail(col, v)
-	}
-	return n
-}
-
-func (p *parser) optI64(col string) *int64 {
-	v := p.vals[p.idx[col]]
-	if v == nil {
-		return nil
-	}
-	var n int64
-	switch x := v.(type) {
-	case int8:
-		n = int64(x)
-	case int16:
-		n = int64(x)
-	case int32:
-		n = int64(x)
-	case int64:
-		n = x
-	case int:
-		n = int64(x)
-	case float64:
-		n = int64(x)
-	case json.Number:
-		i, err := x.Int64()
-		if err != nil {
-			p.fail(col, v)
-		}
-		n = i
-	case string:
-		i, err := strconv.ParseInt(x, 10, 64)
-		if err != nil {
-			p.fail(col, v)
-		}
-		n = i
-	default:
-		u, ok := toUint64(v)
-		if !ok || u > math.MaxInt64 {
-			p.fail(col, v)
-		}
-		n = int64(u)
-	}
-	return &n
-}
-
-func toUint64(v any) (uint64, bool) {
-	switch x := v.(type) {
-	case nil:
-		return 0, true
-	case uint8:
-		return uint64(x), true
-	case uint16:
-		return uint64(x), true
-	case uint32:
-		return uint64(x), true
-	case uint64:
-		return x, true
-	case uint:
-		return uint64(x), true
-	case int8:
-		return uint64(x), x >= 0
-	case int16:
-		return uint64(x), x >= 0
-	case int32:
-		return uint64(x), x >= 0
-	case int64:
-		return uint64(x), x >= 0
-	case int:
-		return uint64(x), x >= 0
-	case float64:
-		return uint64(x), x >= 0 && x <= math.MaxUint64 && x == math.Trunc(x)
-	case bool:
-		if x {
-			return 1, true
-		}
-		return 0, true
-	case json.Number:
-		n, err := strconv.ParseUint(string(x), 10, 64)
-		return n, err == nil
-	case string:
-		n, err := strconv.ParseUint(x, 10, 64)
-		return n, err == nil
-	}
-	return 0, false
-}
-
-var timeLayouts = []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999", "2006-01-02T15:04:05.999999999"}
-
-func (p *parser) ts(col string) time.Time {
-	v := p.vals[p.idx[col]]
-	switch x := v.(type) {
-	case nil:
-		return time.Time{}
-	case time.Time:
-		return x.UTC()
-	case string:
-		for _, l := range timeLayouts {
-			if t, err := time.Parse(l, x); err == nil {
-				return t.UTC()
-			}
-		}
-	}
-	p.fail(col, v)
-	return time.Time{}
 }

@@ -5,15 +5,12 @@ import (
 	"cmp"
 	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -329,7 +326,7 @@ func (e *Exporter) initWatermark(ctx context.Context, cutoff time.Time) error {
 		return fmt.Errorf("traceotlp: initial watermark: %w", err)
 	}
 	if len(res.Rows) == 1 && len(res.Rows[0]) == 1 {
-		id, ok := toUint64(res.Rows[0][0])
+		id, ok := store.ToUint64(res.Rows[0][0])
 		if !ok {
 			return fmt.Errorf("traceotlp: initial watermark: unexpected value %v (%T)", res.Rows[0][0], res.Rows[0][0])
 		}
@@ -572,12 +569,12 @@ func parseCandidates(res *store.Result) ([]candidate, error) {
 		if len(vals) != 3 {
 			return nil, fmt.Errorf("traceotlp: scan row %d: %d values", i, len(vals))
 		}
-		id, ok := toUint64(vals[0])
+		id, ok := store.ToUint64(vals[0])
 		if !ok || id == 0 {
 			return nil, fmt.Errorf("traceotlp: scan row %d: bad _id %v (%T)", i, vals[0], vals[0])
 		}
-		tm, err1 := toTime(vals[1])
-		end, err2 := toTime(vals[2])
+		tm, err1 := store.ToTime(vals[1])
+		end, err2 := store.ToTime(vals[2])
 		if err := errors.Join(err1, err2); err != nil {
 			return nil, fmt.Errorf("traceotlp: scan row %d: %w", i, err)
 		}
@@ -587,58 +584,4 @@ func parseCandidates(res *store.Result) ([]candidate, error) {
 		out = append(out, candidate{id: id, end: end})
 	}
 	return out, nil
-}
-
-func toUint64(v any) (uint64, bool) {
-	switch x := v.(type) {
-	case nil:
-		return 0, true
-	case uint8:
-		return uint64(x), true
-	case uint16:
-		return uint64(x), true
-	case uint32:
-		return uint64(x), true
-	case uint64:
-		return x, true
-	case uint:
-		return uint64(x), true
-	case int8:
-		return uint64(x), x >= 0
-	case int16:
-		return uint64(x), x >= 0
-	case int32:
-		return uint64(x), x >= 0
-	case int64:
-		return uint64(x), x >= 0
-	case int:
-		return uint64(x), x >= 0
-	case float64:
-		return uint64(x), x >= 0 && x < math.MaxUint64 && x == math.Trunc(x)
-	case json.Number:
-		n, err := strconv.ParseUint(string(x), 10, 64)
-		return n, err == nil
-	case string:
-		n, err := strconv.ParseUint(x, 10, 64)
-		return n, err == nil
-	}
-	return 0, false
-}
-
-var timeLayouts = []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999", "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02T15:04:05.999999999"}
-
-func toTime(v any) (time.Time, error) {
-	switch x := v.(type) {
-	case nil:
-		return time.Time{}, nil
-	case time.Time:
-		return x.UTC(), nil
-	case string:
-		for _, l := range timeLayouts {
-			if t, err := time.Parse(l, x); err == nil {
-				return t.UTC(), nil
-			}
-		}
-	}
-	return time.Time{}, fmt.Errorf("unexpected time value %v (%T)", v, v)
 }

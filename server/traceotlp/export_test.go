@@ -18,6 +18,8 @@ import (
 	"github.com/sightline-io/sightline/flowlog"
 	"github.com/sightline-io/sightline/server/appspans"
 	"github.com/sightline-io/sightline/server/store/duckdb"
+
+	"github.com/sightline-io/sightline/server/store"
 )
 
 // receiver is a real OTLP/HTTP endpoint that decodes what it gets.
@@ -403,10 +405,10 @@ func TestExporterToAppspans(t *testing.T) {
 	if tid, _ := res.Rows[0][0].(string); !strings.EqualFold(tid, want) {
 		t.Errorf("stored trace id %v, want %s", res.Rows[0][0], want)
 	}
-	if n, _ := toUint64(res.Rows[0][1]); n != 5 {
+	if n, _ := store.ToUint64(res.Rows[0][1]); n != 5 {
 		t.Errorf("stored %v spans, want 5", res.Rows[0][1])
 	}
-	if n, _ := toUint64(res.Rows[0][2]); n != 5 {
+	if n, _ := store.ToUint64(res.Rows[0][2]); n != 5 {
 		t.Errorf("stored %v distinct span ids, want 5", res.Rows[0][2])
 	}
 }

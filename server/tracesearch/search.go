@@ -24,7 +24,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -699,7 +698,7 @@ func parseResults(res *store.Result) ([]Result, error) {
 		if len(vals) != len(res.Columns) {
 			return nil, fmt.Errorf("tracesearch: row %d has %d values for %d columns", n, len(vals), len(res.Columns))
 		}
-		p := Row{Vals: vals, Idx: idx}
+		p := store.Row{Vals: vals, Idx: idx}
 		r := Result{
 			ID:               p.U64("_id"),
 			TraceID:          p.Str("trace_id"),
@@ -739,131 +738,4 @@ func parseResults(res *store.Result) ([]Result, error) {
 		out = append(out, r)
 	}
 	return out, nil
-}
-
-// Row reads typed values from one result row, tolerating the value types of
-// different engines (Go integers, floats, strings, times).
-type Row struct {
-	Vals []any
-	Idx  map[string]int
-	Err  error
-}
-
-func (p *Row) fail(col string, v any) {
-	if p.Err == nil {
-		p.Err = fmt.Errorf("column %s: unexpected value %v (%T)", col, v, v)
-	}
-}
-
-// Str reads a string column ("" for NULL).
-func (p *Row) Str(col string) string {
-	switch x := p.Vals[p.Idx[col]].(type) {
-	case nil:
-		return ""
-	case string:
-		return x
-	case []byte:
-		return string(x)
-	default:
-		return fmt.Sprint(x)
-	}
-}
-
-// U64 reads a non-negative integer column (0 for NULL).
-func (p *Row) U64(col string) uint64 {
-	v := p.Vals[p.Idx[col]]
-	switch x := v.(type) {
-	case nil:
-		return 0
-	case uint8:
-		return uint64(x)
-	case uint16:
-		return uint64(x)
-	case uint32:
-		return uint64(x)
-	case uint64:
-		return x
-	case int8, int16, int32, int64, int:
-		n := toI64(x)
-		if n >= 0 {
-			return uint64(n)
-		}
-	case float64:
-		if x >= 0 && x <= math.MaxUint64 && x == math.Trunc(x) {
-			return uint64(x)
-		}
-	case string:
-		if n, err := strconv.ParseUint(x, 10, 64); err == nil {
-			return n
-		}
-	}
-	p.fail(col, v)
-	return 0
-}
-
-func toI64(v any) int64 {
-	switch x := v.(type) {
-	case int8:
-		return int64(x)
-	case int16:
-		return int64(x)
-	case int32:
-		return int64(x)
-	case int64:
-		return x
-	case int:
-		return int64(x)
-	}
-	return -1
-}
-
-// OptI64 reads a nullable integer column.
-func (p *Row) OptI64(col string) *int64 {
-	v := p.Vals[p.Idx[col]]
-	var n int64
-	switch x := v.(type) {
-	case nil:
-		return nil
-	case int8, int16, int32, int64, int:
-		n = toI64(x)
-	case uint8, uint16, uint32:
-		n = int64(p.U64(col))
-	case uint64:
-		if x > math.MaxInt64 {
-			p.fail(col, v)
-		}
-		n = int64(x)
-	case float64:
-		n = int64(x)
-	case string:
-		i, err := strconv.ParseInt(x, 10, 64)
-		if err != nil {
-			p.fail(col, v)
-		}
-		n = i
-	default:
-		p.fail(col, v)
-	}
-	return &n
-}
-
-var timeLayouts = []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999", "2006-01-02T15:04:05.999999999"}
-
-// Time reads a timestamp column (zero for NULL).
-func (p *Row) Time(col string) time.Time {
-	v := p.Vals[p.Idx[col]]
-	switch x := v.(type) {
-	case nil:
-		return time.Time{}
-	case time.Time:
-		return x.UTC()
-	case string:
-		for _, l := range timeLayouts {
-			if t, err := time.Parse(l, x); err == nil {
-				return t.UTC()
-			}
-		}
-	}
-	p.fail(col, v)
-	return time.Time{}
 }
