@@ -119,7 +119,6 @@ func traceHeaders(m *l7.Message, table []byte) {
 	}
 }
 
-
 func (r *reader) u32() uint32 {
 	if b := r.take(4); b != nil {
 		return binary.BigEndian.Uint32(b)

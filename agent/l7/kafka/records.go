@@ -114,7 +114,6 @@ func firstRecordTrace(b []byte, h batch, m *l7.Message) {
 	}
 }
 
-
 // varint reads a zigzag varint of up to 10 bytes (record fields), advancing b.
 func varint(b *[]byte) (int64, bool) {
 	var u uint64

@@ -54,7 +54,6 @@ func publishProps(m *l7.Message, r *reader) {
 	}
 }
 
-
 // setPacketID records a PUBLISH's packet id as an attribute.
 func setPacketID(m *l7.Message, id uint16) {
 	if m.Attributes == nil {
