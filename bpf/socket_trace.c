@@ -1282,7 +1282,13 @@ struct go_chan_key {
 
 struct go_chan_val {
 	__u64 trace_id; /* 0: ambiguous */
+	__u64 ts;       /* when it was sent */
 };
+
+/* A value sent again this long after an unreceived earlier send is a new
+ * value at a reused address (the earlier one was received where the probes
+ * do not look), not two requests sending the same value. */
+#define GO_CHAN_STALE_NS 1000000000ULL
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -1297,9 +1303,26 @@ struct go_recv_args {
 	__u64 a; /* chanrecv: hchan; selectgo: cas0 */
 	__u64 b; /* chanrecv: ep;    selectgo: nsends */
 	__u64 c; /* selectgo: nrecvs */
+	__u64 stack_lo, stack_hi; /* the goroutine's stack then */
 	__u8 sel;
 	__u8 _pad[7];
 };
+
+/* The goroutine's stack bounds (g.stack, the first field of runtime.g). */
+static __always_inline int go_stack(__u64 g, __u64 out[2])
+{
+	return bpf_probe_read_user(out, 2 * sizeof(__u64), (void *)g);
+}
+
+/* A receive that blocked may resume on a moved stack (the runtime grows and
+ * shrinks stacks by copying, keeping offsets from the top): a saved pointer
+ * into the old stack (ep, cas0 and its elems) is moved the same way. */
+static __always_inline __u64 go_restack(__u64 p, struct go_recv_args *a, __u64 hi)
+{
+	if (hi && a->stack_hi && hi != a->stack_hi && p >= a->stack_lo && p < a->stack_hi)
+		return p + (hi - a->stack_hi);
+	return p;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -1358,14 +1381,18 @@ static __always_inline void go_chan_note_recv(__u32 tgid, __u64 c, __u64 goid)
 	bpf_map_update_elem(&go_chan_receivers, &k, &one, BPF_ANY);
 }
 
+/* 0: k is the value's identity; 1: the value has none (zero-size, or not
+ * kept); -1: it could not be read. */
 static __always_inline int go_chan_key_of(struct go_proc *gp, __u32 tgid, __u64 c, __u64 ep,
 					  struct go_chan_key *k)
 {
-	if (!c || !ep)
+	if (!c)
 		return -1;
 	__u16 elemsize = 0;
-	if (bpf_probe_read_user(&elemsize, sizeof(elemsize), (void *)(c + gp->elemsize_off)) || !elemsize)
+	if (bpf_probe_read_user(&elemsize, sizeof(elemsize), (void *)(c + gp->elemsize_off)))
 		return -1;
+	if (!elemsize || !ep)
+		return 1; /* no value to know it by (chan struct{}, a discarded receive) */
 	__builtin_memset(k, 0, sizeof(*k));
 	k->tgid = tgid;
 	k->chan = c;
@@ -1384,15 +1411,16 @@ static __always_inline void go_chan_sent(struct go_proc *gp, __u32 tgid, __u64 t
 	struct go_chan_key k;
 	if (go_chan_key_of(gp, tgid, c, ep, &k))
 		return;
+	__u64 now = bpf_ktime_get_ns();
 	struct go_chan_val *old = bpf_map_lookup_elem(&go_chan_values, &k);
-	if (old) {
+	if (old && now - old->ts < GO_CHAN_STALE_NS) {
 		if (old->trace_id != trace_id) {
 			old->trace_id = 0;
 			count(CNT_GO_HANDOFF_AMBIGUOUS);
 		}
 		return;
 	}
-	struct go_chan_val v = { .trace_id = trace_id };
+	struct go_chan_val v = { .trace_id = trace_id, .ts = now };
 	bpf_map_update_elem(&go_chan_values, &k, &v, BPF_ANY);
 }
 
@@ -1439,6 +1467,11 @@ int go_chanrecv(struct pt_regs *ctx)
 		return 0;
 	__u64 key = go_key(tgid, goid);
 	struct go_recv_args a = { .a = ctx->ax, .b = ctx->bx };
+	__u64 st[2];
+	if (!go_stack(ctx->r14, st)) {
+		a.stack_lo = st[0];
+		a.stack_hi = st[1];
+	}
 	bpf_map_update_elem(&go_recv, &key, &a, BPF_ANY);
 	return 0;
 }
@@ -1476,6 +1509,11 @@ int go_selectgo(struct pt_regs *ctx)
 	}
 	if (nrecvs) {
 		struct go_recv_args a = { .a = cas0, .b = nsends, .c = nrecvs, .sel = 1 };
+		__u64 st[2];
+		if (!go_stack(ctx->r14, st)) {
+			a.stack_lo = st[0];
+			a.stack_hi = st[1];
+		}
 		bpf_map_update_elem(&go_recv, &key, &a, BPF_ANY);
 	}
 	return 0;
@@ -1499,16 +1537,20 @@ int go_recv_ret(struct pt_regs *ctx)
 		return 0;
 	struct go_recv_args a = *ap;
 	bpf_map_delete_elem(&go_recv, &key);
-	__u64 c = a.a, ep = a.b;
+	__u64 st[2] = {};
+	go_stack(ctx->r14, st);
+	__u64 c = a.a, ep = go_restack(a.b, &a, st[1]);
 	if (a.sel) {
+		a.a = go_restack(a.a, &a, st[1]);
 		__u64 chosen = ctx->ax;
-		if (!ctx->bx || chosen < a.b || chosen >= a.b + a.c || chosen > 64)
+		/* recvOK is a bool: only BL is defined. */
+		if (!(ctx->bx & 0xff) || chosen < a.b || chosen >= a.b + a.c || chosen > 64)
 			return 0; /* a send, the default case, or nothing received */
 		__u64 sc[2];
 		if (bpf_probe_read_user(sc, sizeof(sc), (void *)(a.a + chosen * gp->scase_size)))
 			return 0;
 		c = sc[0];
-		ep = gp->scase_elem == 8 ? sc[1] : 0;
+		ep = gp->scase_elem == 8 ? go_restack(sc[1], &a, st[1]) : 0;
 	} else if (!(ctx->bx & 0xff)) {
 		return 0; /* received is false: closed channel */
 	}
@@ -1516,16 +1558,23 @@ int go_recv_ret(struct pt_regs *ctx)
 	if (go_chan_is_pool(tgid, c))
 		return 0;
 	struct go_chan_key k;
-	if (go_chan_key_of(gp, tgid, c, ep, &k))
-		return 0;
-	struct go_chan_val *v = bpf_map_lookup_elem(&go_chan_values, &k);
-	if (!v)
-		return 0;
-	__u64 tid = v->trace_id;
-	bpf_map_delete_elem(&go_chan_values, &k);
-	if (!tid)
-		return 0;
+	struct go_chan_val *v = NULL;
+	int kr = go_chan_key_of(gp, tgid, c, ep, &k);
+	if (kr > 0)
+		return 0; /* nothing received that work could be */
+	if (kr == 0)
+		v = bpf_map_lookup_elem(&go_chan_values, &k);
+	__u64 tid = v ? v->trace_id : 0;
+	if (v)
+		bpf_map_delete_elem(&go_chan_values, &k);
 	struct thread_state *ts = bpf_map_lookup_elem(&thread_states, &key);
+	if (!tid) {
+		/* Work of unknown origin (sent without an id, or ambiguous): a
+		 * worker must not go on with the previous job's id. */
+		if (ts && !ts->owned && !ts->event_loop)
+			ts->trace_id = 0;
+		return 0;
+	}
 	if (ts) {
 		/* A goroutine serving its own request keeps it: a reply coming
 		 * back over a channel (net/http's readLoop) is not a handoff. */

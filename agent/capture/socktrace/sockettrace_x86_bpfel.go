@@ -97,6 +97,7 @@ type socketTraceGoChanKey struct {
 type socketTraceGoChanVal struct {
 	_       structs.HostLayout
 	TraceId uint64
+	Ts      uint64
 }
 
 type socketTraceGoPoolKey struct {
@@ -116,12 +117,14 @@ type socketTraceGoProc struct {
 }
 
 type socketTraceGoRecvArgs struct {
-	_   structs.HostLayout
-	A   uint64
-	B   uint64
-	C   uint64
-	Sel uint8
-	Pad [7]uint8
+	_       structs.HostLayout
+	A       uint64
+	B       uint64
+	C       uint64
+	StackLo uint64
+	StackHi uint64
+	Sel     uint8
+	Pad     [7]uint8
 }
 
 type socketTracePendingFd struct {
