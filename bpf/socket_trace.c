@@ -1605,13 +1605,13 @@ int go_recv_ret(struct pt_regs *ctx)
 SEC("tracepoint/syscalls/sys_enter_futex")
 int enter_futex(struct trace_event_raw_sys_enter *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
+	/* Runs for every futex call on the host: unrelated threads (no state,
+	 * in processes without request threads) cost one or two lookups. */
 	__u32 op = (__u32)ARG(ctx, 1) & FUTEX_CMD_MASK;
 	if (op != FUTEX_WAKE && op != FUTEX_WAKE_BITSET && op != FUTEX_WAIT && op != FUTEX_WAIT_BITSET)
 		return 0;
-	if (!should_trace(tgid) || bpf_map_lookup_elem(&go_procs, &tgid))
-		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
 	__u64 uaddr = ARG(ctx, 0);
 	struct ftx_key k = { .tgid = tgid, .uaddr = uaddr };
 	struct thread_state *ts = bpf_map_lookup_elem(&thread_states, &id);
@@ -1622,7 +1622,8 @@ int enter_futex(struct trace_event_raw_sys_enter *ctx)
 		}
 		if (ARG(ctx, 3)) /* timed */
 			return 0;
-		if (fresh_request_thread(ts)) {
+		bool fresh = fresh_request_thread(ts);
+		if (fresh) {
 			ftx_proc_bump(tgid, (__u32)id);
 			struct ftx_proc *p = bpf_map_lookup_elem(&futex_procs, &tgid);
 			if (p && !ts->ftx_waiting) {
@@ -1636,11 +1637,14 @@ int enter_futex(struct trace_event_raw_sys_enter *ctx)
 			ts->trace_id = 0;
 			ts->weak = 0;
 		}
+		/* Waits matter only where request threads hand work over. */
+		if (!fresh && !bpf_map_lookup_elem(&futex_procs, &tgid))
+			return 0;
 		struct ftx_wait w = { .uaddr = uaddr, .ts = bpf_ktime_get_ns() };
 		bpf_map_update_elem(&futex_waits, &id, &w, BPF_ANY);
 		return 0;
 	}
-	if (!fresh_request_thread(ts))
+	if (!fresh_request_thread(ts) || !should_trace(tgid) || bpf_map_lookup_elem(&go_procs, &tgid))
 		return 0;
 	__u64 seq = ftx_proc_bump(tgid, (__u32)id);
 	if (bpf_map_lookup_elem(&futex_shared, &k))
