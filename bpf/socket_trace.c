@@ -1594,7 +1594,8 @@ int go_recv_ret(struct pt_regs *ctx)
  * last socket event was that read) and wakes a thread parked on a futex
  * hands it its trace id: the common submit-to-a-pool pattern (Python's
  * ThreadPoolExecutor, Java executors) wakes an idle worker that way. Only
- * untimed waits count (timed ones are lock and GIL polling); words request
+ * untimed bitset waits count (glibc's semaphores and condition variables;
+ * timed ones are lock and GIL polling, plain ones are mutexes); words request
  * threads wait on themselves are locks, never handoffs (futex_shared); the
  * wakee must have slept (idle, not a lock hand-over) and not own a request
  * itself; one wake hands off once; the id is dropped when another request
@@ -1620,7 +1621,10 @@ int enter_futex(struct trace_event_raw_sys_enter *ctx)
 			__u8 one = 1;
 			bpf_map_update_elem(&futex_shared, &k, &one, BPF_ANY);
 		}
-		if (ARG(ctx, 3)) /* timed */
+		/* Only untimed bitset waits: semaphores and condition variables,
+		 * what a queue sleeps on. Timed ones are lock and GIL polling,
+		 * plain ones are mutexes (a GIL's among them). */
+		if (ARG(ctx, 3) || op != FUTEX_WAIT_BITSET)
 			return 0;
 		bool fresh = fresh_request_thread(ts);
 		if (fresh) {
