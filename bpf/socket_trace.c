@@ -82,6 +82,7 @@ struct thread_state {
 	__u32 weak_waker; /* thread id of the request thread that handed it over */
 	__u8 ftx_waiting; /* counted in its process's ftx_proc.waiting */
 	__u8 _pad2[3];
+	__u64 origin_chan; /* Go: the channel its trace_id came through (0: its own, or its creator's) */
 };
 
 struct sock_state {
@@ -1283,6 +1284,8 @@ struct go_chan_key {
 struct go_chan_val {
 	__u64 trace_id; /* 0: ambiguous */
 	__u64 ts;       /* when it was sent */
+	__u8 owner;     /* sent by the goroutine serving that request */
+	__u8 _pad[7];
 };
 
 /* A value sent again this long after an unreceived earlier send is a new
@@ -1404,7 +1407,8 @@ static __always_inline int go_chan_key_of(struct go_proc *gp, __u32 tgid, __u64 
 	return 0;
 }
 
-static __always_inline void go_chan_sent(struct go_proc *gp, __u32 tgid, __u64 trace_id, __u64 c, __u64 ep)
+static __always_inline void go_chan_sent(struct go_proc *gp, __u32 tgid, __u64 trace_id, __u8 owner, __u64 c,
+					__u64 ep)
 {
 	if (go_chan_is_pool(tgid, c))
 		return;
@@ -1420,13 +1424,16 @@ static __always_inline void go_chan_sent(struct go_proc *gp, __u32 tgid, __u64 t
 		}
 		return;
 	}
-	struct go_chan_val v = { .trace_id = trace_id, .ts = now };
+	struct go_chan_val v = { .trace_id = trace_id, .ts = now, .owner = owner };
 	bpf_map_update_elem(&go_chan_values, &k, &v, BPF_ANY);
 }
 
-/* Trace id of the running goroutine, 0 when it has none. */
-static __always_inline __u64 go_current_trace(struct go_proc *gp, __u32 tgid, struct pt_regs *ctx, __u64 *key)
+/* Trace id of the running goroutine, 0 when it has none; *owner tells
+ * whether the goroutine serves that request itself. */
+static __always_inline __u64 go_current_trace(struct go_proc *gp, __u32 tgid, struct pt_regs *ctx, __u64 *key,
+					      __u8 *owner)
 {
+	*owner = 0;
 	__u64 goid = go_goid(gp, ctx->r14, ctx->sp);
 	if (!goid)
 		return 0;
@@ -1434,6 +1441,7 @@ static __always_inline __u64 go_current_trace(struct go_proc *gp, __u32 tgid, st
 	struct thread_state *ts = bpf_map_lookup_elem(&thread_states, key);
 	if (!ts || ts->event_loop)
 		return 0;
+	*owner = ts->owned;
 	return ts->trace_id;
 }
 
@@ -1446,11 +1454,12 @@ int go_chansend(struct pt_regs *ctx)
 	if (!gp)
 		return 0;
 	__u64 key = 0;
-	__u64 tid = go_current_trace(gp, tgid, ctx, &key);
+	__u8 owner = 0;
+	__u64 tid = go_current_trace(gp, tgid, ctx, &key, &owner);
 	if (key)
 		go_chan_note_send(tgid, ctx->ax, key & 0x7fffffff);
 	if (tid)
-		go_chan_sent(gp, tgid, tid, ctx->ax, ctx->bx);
+		go_chan_sent(gp, tgid, tid, owner, ctx->ax, ctx->bx);
 	return 0;
 }
 
@@ -1489,7 +1498,8 @@ int go_selectgo(struct pt_regs *ctx)
 	if (!gp)
 		return 0;
 	__u64 key = 0;
-	__u64 tid = go_current_trace(gp, tgid, ctx, &key);
+	__u8 owner = 0;
+	__u64 tid = go_current_trace(gp, tgid, ctx, &key, &owner);
 	if (!key)
 		return 0;
 	__u64 cas0 = ctx->ax, nsends = ctx->di, nrecvs = ctx->si;
@@ -1504,7 +1514,7 @@ int go_selectgo(struct pt_regs *ctx)
 			if (gp->scase_elem == 8)
 				ep = sc[1];
 			go_chan_note_send(tgid, sc[0], key & 0x7fffffff);
-			go_chan_sent(gp, tgid, tid, sc[0], ep);
+			go_chan_sent(gp, tgid, tid, owner, sc[0], ep);
 		}
 	}
 	if (nrecvs) {
@@ -1565,24 +1575,33 @@ int go_recv_ret(struct pt_regs *ctx)
 	if (kr == 0)
 		v = bpf_map_lookup_elem(&go_chan_values, &k);
 	__u64 tid = v ? v->trace_id : 0;
+	__u8 from_owner = v ? v->owner : 0;
 	if (v)
 		bpf_map_delete_elem(&go_chan_values, &k);
 	struct thread_state *ts = bpf_map_lookup_elem(&thread_states, &key);
+	/* A goroutine serving its own request keeps it: a reply coming back
+	 * over a channel (net/http's readLoop) is not a handoff. */
+	if (ts && (ts->owned || ts->event_loop))
+		return 0;
+	/* A worker that took its id through one channel (its job queue) keeps
+	 * it for values from elsewhere that another request's helper passes
+	 * on (a pooled connection handed over by the read loop of the request
+	 * that used it last): only its job channel, or a request's own
+	 * goroutine, gives it a new one. */
+	if (ts && ts->trace_id && ts->origin_chan && ts->origin_chan != c && !from_owner)
+		return 0;
 	if (!tid) {
 		/* Work of unknown origin (sent without an id, or ambiguous): a
 		 * worker must not go on with the previous job's id. */
-		if (ts && !ts->owned && !ts->event_loop)
+		if (ts)
 			ts->trace_id = 0;
 		return 0;
 	}
 	if (ts) {
-		/* A goroutine serving its own request keeps it: a reply coming
-		 * back over a channel (net/http's readLoop) is not a handoff. */
-		if (ts->owned || ts->event_loop)
-			return 0;
 		ts->trace_id = tid;
+		ts->origin_chan = c;
 	} else {
-		struct thread_state n = { .trace_id = tid };
+		struct thread_state n = { .trace_id = tid, .origin_chan = c };
 		bpf_map_update_elem(&thread_states, &key, &n, BPF_ANY);
 	}
 	count(CNT_GO_HANDOFF);

@@ -26,13 +26,14 @@ const (
 // Minimum share of each hop's expected instances that must be in the
 // request's trace (minInTrace*) and linked there with the right parents
 // (minLinked*). Measured on this 2-core machine with 200 requests in flight
-// (several runs): most hops 200/200; goapi→python 193-200 and
-// goapi→postgres 198-200 (a goroutine sometimes misses its handoff and then
-// carries no id); python→redis 141-179 (Python's thread pool with up to four
-// requests in flight: a worker cannot tell whose job it took while another
-// request may have queued one, and then links nothing); the OTel service's
-// app spans 162-200 (the SDK's batch exporter can land after the check).
-// The floors leave room for a loaded CI machine; false links have none.
+// (8 runs): most hops 200/200; goapi→postgres 188-199 (the pool's first
+// connections reach goroutines as values of unknown origin, and a goroutine
+// that cannot tell then carries no id); goapi→python 196-200; python→redis
+// 164-178 (Python's thread pool with up to four requests in flight: a worker
+// cannot tell whose job it took while another request may have queued one,
+// and then links nothing); the OTel service's app spans 199-200 (the SDK's
+// batch exporter can land after the check). The floors leave room for a
+// loaded CI machine; false links have none.
 const (
 	minInTraceDriverNginx = 1.0
 	minInTraceNginxGoAPI  = 1.0
@@ -40,20 +41,15 @@ const (
 	minLinkedNginxGoAPI   = 0.95
 	minLinkedDNS          = 0.95
 	minLinkedRedis        = 0.95
-	minLinkedPostgres     = 0.95
+	minLinkedPostgres     = 0.9
 	minLinkedPython       = 0.95
 	minLinkedPyRedis      = 0.5
 	minLinkedProduce      = 0.95
 	minLinkedFetch        = 0.95
 	minLinkedOTelSvc      = 0.95
 	minLinkedOTelApp      = 0.75
-	// maxFalseLinks: spans that joined another request's trace. Known
-	// defect: about one run in four, one Go API → Python call (and the
-	// Python spans under it) carries a neighbouring request's id, always
-	// on the net/http client path behind the worker pool (suspected: a
-	// helper goroutine's stale id flowing back through a reply channel,
-	// e.g. on a retried request). Other hops must have none.
-	maxFalseLinks = 8
+	// maxFalseLinks: no span may ever join another request's trace.
+	maxFalseLinks = 0
 )
 
 var demoMinInTrace = map[demo.Hop]float64{
@@ -154,11 +150,6 @@ func TestDemoTopology(t *testing.T) {
 	}
 	if rep.False > maxFalseLinks {
 		t.Errorf("%d false links, want at most %d", rep.False, maxFalseLinks)
-	}
-	for _, h := range rep.Hops {
-		if h.False > 0 && h.Hop != demo.HopPython && h.Hop != demo.HopPyRedis {
-			t.Errorf("%s: %d false links, want none", h.Hop, h.False)
-		}
 	}
 	var expected, linked, falseLinks int
 	for _, s := range rep.Hops {

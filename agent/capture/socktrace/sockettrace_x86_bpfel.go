@@ -98,6 +98,8 @@ type socketTraceGoChanVal struct {
 	_       structs.HostLayout
 	TraceId uint64
 	Ts      uint64
+	Owner   uint8
+	Pad     [7]uint8
 }
 
 type socketTraceGoPoolKey struct {
@@ -166,6 +168,7 @@ type socketTraceThreadState struct {
 	WeakWaker  uint32
 	FtxWaiting uint8
 	Pad2       [3]uint8
+	OriginChan uint64
 }
 
 // Names of all BPF objects in the ELF.
