@@ -416,6 +416,10 @@ func (a *Agent) verdict(seg *capture.Segment, p l7.Protocol) {
 	a.stats.socketsSkipped.Add(1)
 }
 
+// GoProbed reports whether the Go process pid runs with goroutine probes on
+// (its calls then carry the ids of the requests that caused them).
+func (a *Agent) GoProbed(pid uint32) bool { return a.goTrack.Probed(pid) }
+
 // socketRole tells the kernel which side a socket is once a row shows it,
 // so replies on connections older than the agent keep the thread's
 // syscall_trace_id. Runs under a.mu.

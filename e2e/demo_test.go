@@ -100,6 +100,11 @@ func TestDemoTopology(t *testing.T) {
 		}
 	})
 	t.Logf("topology up in %.1fs: ports %+v, pids %+v", time.Since(began).Seconds(), topo.Ports, topo.PIDs)
+	// Other test binaries run at the same time under `go test ./...`: the
+	// agent may still be inspecting them when the topology is up.
+	if err := sl.WaitProbed(ctx, time.Minute, topo.PIDs.GoAPI, topo.PIDs.OTelSvc, topo.PIDs.Broker, topo.PIDs.Consumer); err != nil {
+		t.Fatal(err)
+	}
 	driveStart := time.Now()
 	truth, err := topo.Drive(ctx, 1, demoRequests, demoConcurrency)
 	if err != nil {

@@ -155,19 +155,60 @@ func (t *Tracker) enqueue(e event) {
 func (t *Tracker) Run(ctx context.Context) error {
 	defer t.closeAll()
 	t.scan()
+	batch := make([]event, 0, 64)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case e := <-t.queue:
-			if e.exit {
-				t.forget(e.pid)
-			} else {
-				t.forget(e.pid) // an exec replaces the process image
-				t.track(e.pid)
+			// Take what is queued, then turn thread-level ids off for every
+			// new Go process at once (a cheap build-info read) before the
+			// slow part, inspecting and probing binaries one by one: until
+			// its probes are on, a Go process must carry no ids rather
+			// than thread-level ones, which would join unrelated requests.
+			batch = append(batch[:0], e)
+			for len(batch) < cap(batch) && len(t.queue) > 0 {
+				batch = append(batch, <-t.queue)
+			}
+			for _, e := range batch {
+				t.forget(e.pid) // an exit, or an exec replacing the process image
+				if !e.exit {
+					t.quietGo(e.pid)
+				}
+			}
+			for _, e := range batch {
+				if !e.exit {
+					t.track(e.pid)
+				}
 			}
 		}
 	}
+}
+
+// quietGo registers pid untracked (no ids) when its executable is Go and not
+// yet known; track then registers it properly.
+func (t *Tracker) quietGo(pid uint32) {
+	if int(pid) == t.cfg.SelfPID {
+		return
+	}
+	exe := filepath.Join(t.cfg.ProcRoot, strconv.FormatUint(uint64(pid), 10), "exe")
+	if _, err := goinfo.GoVersionOf(exe); err != nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.procs[pid]; ok {
+		return
+	}
+	t.register(pid, fileID{}, nil, socktrace.GoProc{})
+}
+
+// Probed reports whether pid runs with goroutine probes on.
+func (t *Tracker) Probed(pid uint32) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	id, ok := t.procs[pid]
+	return ok && t.binaries[id] != nil
 }
 
 func (t *Tracker) scan() {
@@ -254,8 +295,16 @@ func (t *Tracker) track(pid uint32) {
 	t.register(pid, id, b, b.proc)
 }
 
-// register tells the kernel about a Go process (b nil: untracked).
+// register tells the kernel about a Go process (b nil: untracked). A pid
+// registered untracked by quietGo is registered again.
 func (t *Tracker) register(pid uint32, id fileID, b *binary, p socktrace.GoProc) {
+	if old, ok := t.procs[pid]; ok {
+		if t.binaries[old] != nil {
+			return // already tracked
+		}
+		delete(t.procs, pid)
+		t.untracked--
+	}
 	if len(t.procs) >= t.cfg.MaxProcs {
 		t.limit.Add(1)
 		return

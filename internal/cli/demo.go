@@ -82,6 +82,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			log.Error("remove work directory", "err", err)
 		}
 	}()
+	if err := sl.WaitProbed(ctx, time.Minute, topo.PIDs.GoAPI, topo.PIDs.OTelSvc, topo.PIDs.Broker, topo.PIDs.Consumer); err != nil {
+		return err
+	}
 	fmt.Fprintf(stderr, "sightline demo: topology up %+v; driving %d requests, %d at once\n", topo.Ports, *requests, *concurrency)
 	began := time.Now()
 	truth, err := topo.Drive(ctx, 1, *requests, *concurrency)

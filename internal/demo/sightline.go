@@ -20,6 +20,7 @@ import (
 // DuckDB and serves the API (and OTLP/HTTP on /v1/traces).
 type Sightline struct {
 	srv       *server.Server
+	agent     *agent.Agent
 	stopAgent context.CancelFunc
 	agentDone chan error
 }
@@ -62,7 +63,7 @@ func StartSightline(ctx context.Context, cfg SightlineConfig) (*Sightline, error
 		return nil, errors.Join(fmt.Errorf("demo: agent: %w", err), shutdown(srv))
 	}
 	actx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	s := &Sightline{srv: srv, stopAgent: stop, agentDone: make(chan error, 1)}
+	s := &Sightline{srv: srv, agent: a, stopAgent: stop, agentDone: make(chan error, 1)}
 	go func() { s.agentDone <- a.Run(actx) }()
 	return s, nil
 }
@@ -71,6 +72,33 @@ func shutdown(srv *server.Server) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	return srv.Shutdown(ctx)
+}
+
+// WaitProbed waits until the agent's goroutine probes are on in each of the
+// Go processes pids (or ctx ends, or limit passes): until then their calls
+// carry no request ids, and a trace driven now would miss them.
+func (s *Sightline) WaitProbed(ctx context.Context, limit time.Duration, pids ...int) error {
+	deadline := time.Now().Add(limit)
+	for {
+		missing := 0
+		for _, p := range pids {
+			if !s.agent.GoProbed(uint32(p)) {
+				missing = p
+				break
+			}
+		}
+		if missing == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("demo: goroutine probes not on in pid %d after %v (see the agent's sightline_agent_gotrack_* metrics)", missing, limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // API is the server's HTTP base URL.
