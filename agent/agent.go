@@ -146,13 +146,14 @@ type Stats struct {
 	// kernel was told to stop sending; SkipErrors the failures to tell it.
 	SocketsSkipped uint64
 	SkipErrors     uint64
+	RoleErrors     uint64 // socket roles user space could not pass to the kernel
 	L4Rows         uint64 // l4_flow_log rows produced by the flow table
 }
 
 type agentStats struct {
-	rowsShipped, rowsThrottled atomic.Uint64
-	socketsSkipped, skipErrors atomic.Uint64
-	l4Rows                     atomic.Uint64
+	rowsShipped, rowsThrottled             atomic.Uint64
+	socketsSkipped, skipErrors, roleErrors atomic.Uint64
+	l4Rows                                 atomic.Uint64
 }
 
 // Stats returns the agent's counters.
@@ -162,6 +163,7 @@ func (a *Agent) Stats() Stats {
 		RowsThrottled:  a.stats.rowsThrottled.Load(),
 		SocketsSkipped: a.stats.socketsSkipped.Load(),
 		SkipErrors:     a.stats.skipErrors.Load(),
+		RoleErrors:     a.stats.roleErrors.Load(),
 		L4Rows:         a.stats.l4Rows.Load(),
 	}
 }
@@ -432,7 +434,7 @@ func (a *Agent) socketRole(sock uint64, client bool) {
 		role = socktrace.RoleClient
 	}
 	if err := a.tracer.SetSocketRole(sock, role); err != nil {
-		a.stats.skipErrors.Add(1)
+		a.stats.roleErrors.Add(1)
 	}
 }
 

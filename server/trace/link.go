@@ -266,28 +266,16 @@ func (o Options) conditions(r *row, via Rule, noMQBack bool, emit func(lookup)) 
 	}
 	// Rule 2, both directions; agent equality keeps the lookup host-local.
 	agentOK := r.agent == "" || safeString(r.agent)
-	if isServerProcess(r) && agentOK && (r.sysReq != 0 || r.sysResp != 0) {
-		ids := fmt.Sprintf("%d", r.sysReq)
-		var keys []uint64
-		if r.sysReq != 0 {
-			keys = append(keys, linkkey.SyscallClient(r.agent, r.sysReq))
-		}
-		if r.sysResp != 0 && r.sysResp != r.sysReq {
-			keys = append(keys, linkkey.SyscallClient(r.agent, r.sysResp))
-			if r.sysReq == 0 {
-				ids = fmt.Sprintf("%d", r.sysResp)
-			} else {
-				ids += fmt.Sprintf(", %d", r.sysResp)
-			}
-		}
+	// The request id only: linkSyscall never matches the response id.
+	if isServerProcess(r) && agentOK && r.sysReq != 0 {
 		lo, hi := r.start.Add(-o.WindowSlack), r.end.Add(o.WindowSlack)
-		emit(lookup{RuleSyscall, fmt.Sprintf("observation_point = 'c-p' AND agent_id = %s AND syscall_trace_id_request IN (%s) AND time BETWEEN %s AND %s",
-			strLit(r.agent), ids, timeLit(lo), timeLit(hi)), keys, lo, hi})
+		emit(lookup{RuleSyscall, fmt.Sprintf("observation_point = 'c-p' AND agent_id = %s AND syscall_trace_id_request = %d AND time BETWEEN %s AND %s",
+			strLit(r.agent), r.sysReq, timeLit(lo), timeLit(hi)), []uint64{linkkey.SyscallClient(r.agent, r.sysReq)}, lo, hi})
 	}
 	if isClientProcess(r) && agentOK && r.sysReq != 0 && via != RuleSyscall {
 		lo, hi := r.start.Add(-o.MaxSpanDuration), r.start.Add(o.WindowSlack)
-		emit(lookup{RuleSyscall, fmt.Sprintf("observation_point = 's-p' AND agent_id = %s AND (syscall_trace_id_request = %d OR syscall_trace_id_response = %d) AND time BETWEEN %s AND %s",
-			strLit(r.agent), r.sysReq, r.sysReq, timeLit(lo), timeLit(hi)), []uint64{linkkey.SyscallServer(r.agent, r.sysReq)}, lo, hi})
+		emit(lookup{RuleSyscall, fmt.Sprintf("observation_point = 's-p' AND agent_id = %s AND syscall_trace_id_request = %d AND time BETWEEN %s AND %s",
+			strLit(r.agent), r.sysReq, timeLit(lo), timeLit(hi)), []uint64{linkkey.SyscallServer(r.agent, r.sysReq)}, lo, hi})
 	}
 	// Rule 3.
 	if safeString(r.traceID) {
