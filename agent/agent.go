@@ -411,7 +411,12 @@ func (a *Agent) verdict(seg *capture.Segment, p l7.Protocol) {
 	if p != nil || seg.Source != capture.SourceEBPF || seg.Tuple.L4 != 6 || seg.Socket == 0 || a.tracer == nil {
 		return
 	}
-	if err := a.tracer.SkipSocket(seg.Socket); err != nil {
+	skip := a.tracer.SkipSocket
+	if seg.TLS {
+		// Only the plaintext stream: the ciphertext is skipped already.
+		skip = a.tracer.SkipTLS
+	}
+	if err := skip(seg.Socket); err != nil {
 		a.stats.skipErrors.Add(1)
 		return
 	}

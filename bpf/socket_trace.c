@@ -37,6 +37,10 @@ volatile const __u8 only_traced_pids = 0;
  * default when it has caught up) costs a wakeup and a context switch per
  * syscall, which is most of the overhead under load. 0: wake per event. */
 volatile const __u64 wakeup_bytes = 0;
+/* TLS plaintext support: 0 turns its bookkeeping in the syscall path off
+ * (the kill switch); tls_filter limits it to the processes in tls_pids. */
+volatile const __u8 tls_on = 1;
+volatile const __u8 tls_filter = 0;
 
 /* How an active syscall carries its buffers. */
 enum io_kind {
@@ -91,7 +95,7 @@ struct sock_state {
 	__u8 l7_state; /* enum l7_state; user space may set L7_SKIP */
 	__u8 l7_hint;
 	__u8 role; /* enum conn_role from connect/accept, 0 = unknown (see sock_roles) */
-	__u8 _pad[1];
+	__u8 tls_skip; /* user space found no parser for the socket's TLS plaintext */
 };
 
 struct scratch {
@@ -742,6 +746,197 @@ static __always_inline __u8 l7_infer(const __u8 *d, __u32 n, __u8 l4)
 	return 0;
 }
 
+/* ---- TLS plaintext ----------------------------------------------------
+ * Uprobes on the TLS library's read and write calls (OpenSSL's API, Go's
+ * crypto/tls) see the plaintext before encryption and after decryption.
+ * Entry records the call (buffer, TLS object) per thread, or per goroutine
+ * for Go; the socket syscalls the library makes during the call note their
+ * socket and TCP sequence into it; the return emits the plaintext as a data
+ * event of that socket, flagged TLS, so it meets the same parsers, sessions
+ * and request ids as plaintext traffic. */
+
+/* OpenSSL calls: { pid_tgid, 0 }. Go calls: { tgid | GO_TLS_KEY, g }. */
+struct tls_key {
+	__u64 a;
+	__u64 b;
+};
+
+#define GO_TLS_KEY (1ULL << 63)
+
+struct tls_call {
+	__u64 buf;      /* plaintext buffer */
+	__u64 out;      /* SSL_*_ex: where the byte count is written */
+	__u64 obj;      /* SSL * or *tls.Conn */
+	__u64 sk;       /* socket of the library's syscalls during the call */
+	__u64 enter_ns;
+	__u64 stack_lo; /* Go: the goroutine's stack at entry (it may move) */
+	__u64 stack_hi;
+	__s32 fd;       /* Go: read from the conn at entry; else from the syscall */
+	__u32 tcp_seq;  /* seq of the ciphertext record that carried the plaintext */
+	__u8 dir;
+	__u8 kind;      /* enum tls_kind */
+	__u8 has_seq;
+	__u8 rec_seq;   /* tcp_seq is a record header's (ingress) */
+	__u8 _pad[4];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct tls_key);
+	__type(value, struct tls_call);
+} tls_calls SEC(".maps");
+
+struct tls_sock {
+	__u64 sk;
+	__s32 fd;
+	__u32 _pad;
+};
+
+/* Socket of each TLS object, learned from the syscalls of its earlier calls:
+ * a call served from the library's buffer makes no syscall. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct tls_key); /* { tgid, SSL * } */
+	__type(value, struct tls_sock);
+} tls_socks SEC(".maps");
+
+/* Processes whose Go TLS probes have fired: only their syscalls look for a
+ * goroutine's TLS call. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32); /* tgid */
+	__type(value, __u8);
+} go_tls_procs SEC(".maps");
+
+/* Per socket: where the last application-data record began among bytes a
+ * Go process read outside any TLS call (its handshake reads whatever has
+ * arrived, often the first request too): the sequence of a later call
+ * served from that buffer. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* struct sock pointer */
+	__type(value, __u32);
+} tls_rx SEC(".maps");
+
+/* With tls_filter: the processes whose TLS calls are decrypted. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32); /* tgid */
+	__type(value, __u8);
+} tls_pids SEC(".maps");
+
+static __always_inline bool tls_allowed(__u32 tgid)
+{
+	if (!should_trace(tgid))
+		return false;
+	return !tls_filter || bpf_map_lookup_elem(&tls_pids, &tgid);
+}
+
+/* The running goroutine (R14) if it owns the stack sp is on, else 0. */
+static __always_inline __u64 go_g_checked(__u64 g, __u64 sp, __u64 stack[2])
+{
+	if (!g || bpf_probe_read_user(stack, 2 * sizeof(__u64), (void *)g))
+		return 0;
+	if (sp < stack[0] || sp >= stack[1])
+		return 0;
+	return g;
+}
+
+/* The TLS call the current thread (or goroutine) is in, if any: checked on
+ * every socket syscall exit, so OpenSSL's case is one lookup and Go's costs
+ * more only in registered Go processes. */
+static __always_inline struct tls_call *tls_call_now(__u64 pid_tgid)
+{
+	if (!tls_on)
+		return NULL;
+	struct tls_key k = { .a = pid_tgid };
+	struct tls_call *c = bpf_map_lookup_elem(&tls_calls, &k);
+	if (c)
+		return c;
+	__u32 tgid = pid_tgid >> 32;
+	if (!bpf_map_lookup_elem(&go_tls_procs, &tgid))
+		return NULL;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	__u64 stack[2];
+	__u64 g = go_g_checked(BPF_CORE_READ(regs, r14), BPF_CORE_READ(regs, sp), stack);
+	if (!g)
+		return NULL;
+	k.a = (__u64)tgid | GO_TLS_KEY;
+	k.b = g;
+	return bpf_map_lookup_elem(&tls_calls, &k);
+}
+
+/* A socket syscall made inside a TLS call: the plaintext's socket. Writes
+ * keep the first syscall's sequence (the record starts there). Reads keep
+ * the last one that starts with an application-data record header: OpenSSL
+ * reads a record's header, then its body, and a read may first go through
+ * records that carry no data (TLS 1.3 session tickets). */
+static __always_inline void tls_note(struct tls_call *c, __u64 sk, int fd, __u8 dir, __u32 seq, bool seq_ok,
+				     __u64 first_buf)
+{
+	if (c->dir != dir)
+		return;
+	if (c->sk && c->sk != sk)
+		return;
+	bool first = !c->sk;
+	if (first && dir == DIR_INGRESS)
+		bpf_map_delete_elem(&tls_rx, &sk);
+	c->sk = sk;
+	c->fd = fd;
+	if (!seq_ok)
+		return;
+	if (first) {
+		c->tcp_seq = seq;
+		c->has_seq = 1;
+	}
+	if (dir == DIR_INGRESS && first_buf) {
+		__u8 hdr[3] = {};
+		if (bpf_probe_read_user(hdr, sizeof(hdr), (void *)first_buf) == 0 && hdr[0] == 0x17 &&
+		    hdr[1] == 0x03 && hdr[2] == 0x03) {
+			c->tcp_seq = seq;
+			c->has_seq = 1;
+			c->rec_seq = 1;
+		}
+	}
+}
+
+/* Bytes a Go process read from a TLS socket outside a TLS call: remember
+ * where the last application-data record among them began (see tls_rx). */
+static __always_inline void tls_rx_note(__u64 sk, __u64 buf, __u32 bytes, __u32 seq)
+{
+	__u32 off = 0, last = 0;
+	bool found = false;
+	for (int i = 0; i < 6; i++) {
+		if (off + 5 > bytes)
+			break;
+		__u8 hdr[5];
+		if (bpf_probe_read_user(hdr, sizeof(hdr), (void *)(buf + off)))
+			break;
+		if (hdr[1] != 0x03)
+			break; /* not at a record boundary */
+		if (hdr[0] == 0x17) {
+			last = off;
+			found = true;
+		}
+		off += 5 + (((__u32)hdr[3] << 8) | hdr[4]);
+	}
+	if (found) {
+		__u32 at = seq + last;
+		bpf_map_update_elem(&tls_rx, &sk, &at, BPF_ANY);
+	}
+}
+
+/* A TLS ClientHello or ServerHello record. */
+static __always_inline bool tls_hello(const __u8 *d)
+{
+	return d[0] == 0x16 && d[1] == 0x03 && d[2] <= 0x04 && (d[5] == 0x01 || d[5] == 0x02);
+}
+
 static __always_inline int exit_io(__u32 syscall, long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -758,9 +953,18 @@ static __always_inline int exit_io(__u32 syscall, long ret)
 	struct sock *sk = fd_to_sock(io.fd, &family, &l4);
 	if (!sk)
 		return 0;
-	/* A socket judged not parseable costs a map lookup and nothing more. */
+	/* A socket judged not parseable costs a map lookup and nothing more,
+	 * unless a TLS call made this syscall: its plaintext needs the socket
+	 * and sequence. */
 	struct sock_state *ss = get_sock_state((__u64)sk);
-	if (ss && ss->l7_state == L7_SKIP) {
+	struct tls_call *tc = tls_call_now(id);
+	if (ss && ss->l7_state == L7_SKIP && !tc) {
+		__u32 tgid = id >> 32;
+		if (tls_on && io.dir == DIR_INGRESS && io.kind == IO_BUF && l4 == IPPROTO_TCP &&
+		    (bpf_map_lookup_elem(&go_tls_procs, &tgid) || bpf_map_lookup_elem(&go_procs, &tgid))) {
+			struct tcp_sock *tp = (struct tcp_sock *)sk;
+			tls_rx_note((__u64)sk, io.buf, (__u32)ret, BPF_CORE_READ(tp, copied_seq) - (__u32)ret);
+		}
 		count(CNT_L7_SKIPPED);
 		return 0;
 	}
@@ -807,6 +1011,19 @@ static __always_inline int exit_io(__u32 syscall, long ret)
 			if ((BPF_CORE_READ(sk, sk_shutdown) & RCV_SHUTDOWN) &&
 			    BPF_CORE_READ(tp, rcv_nxt) == copied)
 				tcp_seq -= 1;
+		}
+	}
+
+	if (tc) {
+		__u64 first = io.buf;
+		if (io.kind == IO_IOV) {
+			struct u_iovec iov0 = {};
+			first = io.iovcnt && !bpf_probe_read_user(&iov0, sizeof(iov0), (void *)io.buf) ? iov0.base : 0;
+		}
+		tls_note(tc, (__u64)sk, io.fd, io.dir, tcp_seq, l4 == IPPROTO_TCP && msgs == 1, first);
+		if (ss && ss->l7_state == L7_SKIP) {
+			count(CNT_L7_SKIPPED);
+			return 0;
 		}
 	}
 
@@ -869,6 +1086,13 @@ static __always_inline int exit_io(__u32 syscall, long ret)
 			ss->l7_hint = hint;
 			ss->l7_state = L7_HINTED;
 		}
+	} else if (ss && ss->l7_state == L7_HINTED && l4 == IPPROTO_TCP && captured >= 6 && tls_hello(s->data)) {
+		/* A protocol that upgrades to TLS (PostgreSQL's SSLRequest, MySQL's
+		 * SSL request): from the ClientHello on, only the plaintext probes
+		 * can read it. */
+		ss->l7_state = L7_SKIP;
+		count(CNT_L7_SKIPPED);
+		return 0;
 	}
 	if (ss)
 		h->l7_hint = ss->l7_hint;
@@ -927,6 +1151,7 @@ static __always_inline int conn_opened(__u32 syscall, __u8 role, int fd)
 		ss->l7_state = L7_INFER;
 		ss->l7_hint = 0;
 		ss->role = role;
+		ss->tls_skip = 0;
 	}
 	emit_header(&h);
 	return 0;
@@ -1179,8 +1404,14 @@ int sched_exit(void *ctx)
 	bpf_map_delete_elem(&active_io_map, &id);
 	bpf_map_delete_elem(&thread_states, &id);
 	bpf_map_delete_elem(&pending_connect, &id);
+	struct tls_key tk = { .a = id };
+	bpf_map_delete_elem(&tls_calls, &tk);
 	__u32 tgid = id >> 32;
-	if ((__u32)id != tgid || !should_trace(tgid))
+	if ((__u32)id != tgid)
+		return 0;
+	bpf_map_delete_elem(&go_tls_procs, &tgid);
+	bpf_map_delete_elem(&tls_pids, &tgid);
+	if (!should_trace(tgid))
 		return 0;
 	struct event_header h = {};
 	h.type = EVENT_EXIT;
@@ -1726,4 +1957,232 @@ int exit_futex(struct trace_event_raw_sys_exit *ctx)
 	}
 	count(CNT_FUTEX_HANDOFF);
 	return 0;
+}
+
+/* ---- TLS probes ------------------------------------------------------ */
+
+/* Emits a TLS call's plaintext (n bytes at buf) as a data event of its
+ * socket. pid_tgid is the caller's. */
+static __always_inline int tls_emit(struct tls_call *c, __u64 buf, __u32 n, __u64 pid_tgid)
+{
+	__u32 tgid = pid_tgid >> 32;
+	struct tls_key ok = { .a = tgid, .b = c->obj };
+	__u64 sk = c->sk;
+	int fd = c->fd;
+	if (sk) {
+		/* Learned from this call's syscall: remember it for calls served
+		 * from the library's buffer. */
+		struct tls_sock ts = { .sk = sk, .fd = fd };
+		bpf_map_update_elem(&tls_socks, &ok, &ts, BPF_ANY);
+	} else if (fd >= 0) {
+		__u16 fam = 0;
+		__u8 l4 = 0;
+		sk = (__u64)fd_to_sock(fd, &fam, &l4);
+	} else {
+		struct tls_sock *ts = bpf_map_lookup_elem(&tls_socks, &ok);
+		if (ts) {
+			sk = ts->sk;
+			fd = ts->fd;
+		}
+	}
+	if (!sk) {
+		count(CNT_TLS_NO_SOCKET);
+		return 0;
+	}
+	if (!c->has_seq && c->dir == DIR_INGRESS) {
+		__u32 *at = bpf_map_lookup_elem(&tls_rx, &sk);
+		if (at) {
+			c->tcp_seq = *at;
+			c->has_seq = 1;
+			bpf_map_delete_elem(&tls_rx, &sk);
+		}
+	}
+	struct sock *s_k = (struct sock *)sk;
+	__u16 family = BPF_CORE_READ(s_k, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6) {
+		count(CNT_TLS_NO_SOCKET);
+		return 0;
+	}
+	struct sock_state *ss = get_sock_state(sk);
+	if (ss && ss->tls_skip) {
+		count(CNT_TLS_L7_SKIPPED);
+		return 0;
+	}
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct scratch *s = bpf_map_lookup_elem(&scratch_buf, &cpu);
+	if (!s) {
+		count(CNT_SCRATCH_MISS);
+		return 0;
+	}
+	struct event_header *h = &s->h;
+	__builtin_memset(h, 0, sizeof(*h));
+	h->type = EVENT_DATA;
+	h->pid = tgid;
+	h->tid = (__u32)pid_tgid;
+	h->fd = fd;
+	h->enter_ns = c->enter_ns;
+	h->exit_ns = bpf_ktime_get_ns();
+	h->sock = sk;
+	h->bytes = n;
+	h->tcp_seq = c->has_seq ? c->tcp_seq : 0;
+	h->family = family;
+	h->l4 = IPPROTO_TCP;
+	h->dir = c->dir;
+	h->flags = EVENT_FLAG_TLS;
+	if (c->kind == TLS_GO)
+		h->syscall = c->dir == DIR_EGRESS ? SYS_GO_TLS_WRITE : SYS_GO_TLS_READ;
+	else
+		h->syscall = c->dir == DIR_EGRESS ? SYS_SSL_WRITE : SYS_SSL_READ;
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+	read_tuple(s_k, family, h);
+	if (ss) {
+		h->conn_uid = ss->conn_uid;
+		h->cap_seq = __sync_fetch_and_add(&ss->cap_seq, 1);
+	}
+	__u32 want = n;
+	if (want > max_payload)
+		want = max_payload;
+	if (want > MAX_PAYLOAD_LIMIT)
+		want = MAX_PAYLOAD_LIMIT;
+	__u32 captured = 0;
+	if (want && bpf_probe_read_user(s->data, want, (void *)buf) == 0)
+		captured = want;
+	else if (want)
+		count(CNT_PAYLOAD_READ_FAIL);
+	h->captured = captured;
+	__u64 goid = 0;
+	__u64 key = exec_key(pid_tgid, &goid);
+	h->goid = goid;
+	h->trace_id = key ? trace_id_for(key, sk, c->dir, sock_role(ss, sk)) : 0;
+	if (bpf_ringbuf_output(&events, s, sizeof(*h) + captured, rb_flags()))
+		count(CNT_RINGBUF_FULL);
+	return 0;
+}
+
+/* Entry of SSL_read, SSL_write, SSL_read_ex, SSL_write_ex (the cookie says
+ * which): int SSL_read(SSL *ssl, void *buf, int num);
+ * int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes). */
+SEC("uprobe")
+int ssl_enter(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!tls_allowed(id >> 32))
+		return 0;
+	__u64 kind = bpf_get_attach_cookie(ctx);
+	struct tls_call c = {
+		.obj = ctx->di, /* SysV ABI: rdi, rsi, rdx, rcx */
+		.buf = ctx->si,
+		.enter_ns = bpf_ktime_get_ns(),
+		.fd = -1,
+		.kind = kind,
+		.dir = (kind == TLS_SSL_WRITE || kind == TLS_SSL_WRITE_EX) ? DIR_EGRESS : DIR_INGRESS,
+	};
+	if (kind == TLS_SSL_READ_EX || kind == TLS_SSL_WRITE_EX)
+		c.out = ctx->cx;
+	struct tls_key k = { .a = id };
+	if (bpf_map_update_elem(&tls_calls, &k, &c, BPF_ANY))
+		count(CNT_TLS_CALL_FAIL);
+	return 0;
+}
+
+SEC("uretprobe")
+int ssl_return(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct tls_key k = { .a = id };
+	struct tls_call *p = bpf_map_lookup_elem(&tls_calls, &k);
+	if (!p)
+		return 0;
+	struct tls_call c = *p;
+	bpf_map_delete_elem(&tls_calls, &k);
+	long ret = ctx->ax;
+	__u64 n = 0;
+	if (c.out) {
+		/* _ex: 1 on success, the count through the pointer. */
+		if (ret != 1 || bpf_probe_read_user(&n, sizeof(n), (void *)c.out))
+			return 0;
+	} else {
+		if ((int)ret <= 0)
+			return 0;
+		n = (__u32)(int)ret;
+	}
+	if (n == 0 || n > 0x7fffffff)
+		return 0;
+	return tls_emit(&c, c.buf, (__u32)n, id);
+}
+
+/* Entry of crypto/tls.(*Conn).Read and Write (Go register ABI: RAX = c,
+ * RBX = b.ptr, RCX = b.len). The cookie packs the offsets from c to its
+ * file descriptor, 16 bits each: c.conn (a net.Conn interface), the
+ * *net.netFD in the *net.TCPConn, its poll.FD, and poll.FD.Sysfd; bit 63
+ * set for Write. A conn that is not a *net.TCPConn (a wrapper) yields a
+ * descriptor that fd_to_sock rejects or none, and the syscall made during
+ * the call names the socket instead. */
+SEC("uprobe")
+int go_tls_enter(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	if (!tls_allowed(tgid))
+		return 0;
+	__u64 stack[2];
+	__u64 g = go_g_checked(ctx->r14, ctx->sp, stack);
+	if (!g) {
+		count(CNT_GO_G_MISS);
+		return 0;
+	}
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	struct tls_call c = {
+		.obj = ctx->ax,
+		.buf = ctx->bx,
+		.enter_ns = bpf_ktime_get_ns(),
+		.stack_lo = stack[0],
+		.stack_hi = stack[1],
+		.fd = -1,
+		.kind = TLS_GO,
+		.dir = (cookie >> 63) ? DIR_EGRESS : DIR_INGRESS,
+	};
+	__u64 data = 0, netfd = 0;
+	__s64 sysfd = -1;
+	if (!bpf_probe_read_user(&data, sizeof(data), (void *)(c.obj + (cookie & 0xffff) + 8)) && data &&
+	    !bpf_probe_read_user(&netfd, sizeof(netfd), (void *)(data + ((cookie >> 16) & 0xffff))) && netfd &&
+	    !bpf_probe_read_user(&sysfd, sizeof(sysfd),
+				 (void *)(netfd + ((cookie >> 32) & 0xffff) + ((cookie >> 48) & 0x7fff))) &&
+	    sysfd >= 0 && sysfd < (1 << 24))
+		c.fd = (__s32)sysfd;
+	struct tls_key k = { .a = (__u64)tgid | GO_TLS_KEY, .b = g };
+	if (bpf_map_update_elem(&tls_calls, &k, &c, BPF_ANY))
+		count(CNT_TLS_CALL_FAIL);
+	if (!bpf_map_lookup_elem(&go_tls_procs, &tgid)) {
+		__u8 one = 1;
+		bpf_map_update_elem(&go_tls_procs, &tgid, &one, BPF_ANY);
+	}
+	return 0;
+}
+
+/* At the RET instructions of Read and Write: RAX = n. */
+SEC("uprobe")
+int go_tls_return(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	__u64 stack[2];
+	__u64 g = go_g_checked(ctx->r14, ctx->sp, stack);
+	if (!g)
+		return 0;
+	struct tls_key k = { .a = (__u64)tgid | GO_TLS_KEY, .b = g };
+	struct tls_call *p = bpf_map_lookup_elem(&tls_calls, &k);
+	if (!p)
+		return 0;
+	struct tls_call c = *p;
+	bpf_map_delete_elem(&tls_calls, &k);
+	long n = ctx->ax;
+	if (n <= 0 || n > 0x7fffffff)
+		return 0;
+	__u64 buf = c.buf;
+	/* A buffer on the goroutine's stack moved with it if the stack grew
+	 * during the call (it is copied, hi to hi). */
+	if (stack[1] != c.stack_hi && buf >= c.stack_lo && buf < c.stack_hi)
+		buf = buf - c.stack_hi + stack[1];
+	return tls_emit(&c, buf, (__u32)n, id);
 }

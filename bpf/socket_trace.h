@@ -48,6 +48,9 @@ enum counter {
 	CNT_GO_HANDOFF,           /* channel receives that inherited the sender's trace id */
 	CNT_GO_HANDOFF_AMBIGUOUS, /* channel values sent by two requests at once: not linked */
 	CNT_FUTEX_HANDOFF,        /* threads that inherited a trace id through a futex wake */
+	CNT_TLS_CALL_FAIL,        /* TLS call not recorded at entry (map full): its plaintext is lost */
+	CNT_TLS_NO_SOCKET,        /* TLS plaintext whose socket could not be found: not sent */
+	CNT_TLS_L7_SKIPPED,       /* TLS plaintext not sent: user space found no parser for it */
 	CNT_MAX,
 };
 
@@ -67,7 +70,24 @@ enum syscall_kind {
 	SYS_ACCEPT,
 	SYS_ACCEPT4,
 	SYS_CLOSE,
+	SYS_SSL_READ,     /* plaintext from the OpenSSL API (SSL_read, SSL_read_ex) */
+	SYS_SSL_WRITE,
+	SYS_GO_TLS_READ,  /* plaintext from Go crypto/tls.(*Conn).Read */
+	SYS_GO_TLS_WRITE,
 };
+
+/* Kinds of TLS call: the cookie of the entry uprobes on the OpenSSL API
+ * (Go's probes carry struct offsets in theirs, see go_tls_enter). */
+enum tls_kind {
+	TLS_SSL_READ = 1,
+	TLS_SSL_WRITE = 2,
+	TLS_SSL_READ_EX = 3,
+	TLS_SSL_WRITE_EX = 4,
+	TLS_GO = 5,
+};
+
+/* event_header.flags */
+#define EVENT_FLAG_TLS 1 /* payload is TLS plaintext from a library probe, not the socket's bytes */
 
 /* Header of every ring buffer record. Data events are followed by
  * `captured` payload bytes; other events are the header alone. */
@@ -95,7 +115,8 @@ struct event_header {
 	char comm[16];
 	__u32 syscall;   /* enum syscall_kind */
 	__u8 l7_hint;    /* kernel's guess of the socket's L7 protocol (l7_protocol number), 0 = none */
-	__u8 _pad[3];
+	__u8 flags;      /* EVENT_FLAG_* */
+	__u8 _pad[2];
 	__u64 goid;      /* goroutine id (Go processes registered in go_procs), 0 = none */
 };
 

@@ -69,6 +69,10 @@ type Segment struct {
 	// ProtoHint is the kernel's first-stage guess of the L7 protocol (an
 	// l7_protocol number; 0 = none): user space tries that parser first.
 	ProtoHint uint8
+	// TLS says Data is TLS plaintext read from the TLS library (uprobes),
+	// not the socket's bytes; TCPSeq is then that of the ciphertext record
+	// that carried it (0: unknown).
+	TLS bool
 
 	// Packet-level hint: IP TTL/hop limit of the packet that carried Data[0] (0 = unknown).
 	TTL uint8

@@ -28,6 +28,8 @@ type conn struct {
 	// Config.Role has been called for it.
 	socket   uint64
 	roleTold bool
+	// tls: the stream is TLS plaintext from the library probes.
+	tls bool
 
 	state    connState
 	attempts int
@@ -69,6 +71,9 @@ func (c *conn) observe(seg *capture.Segment, now func() time.Time) {
 	}
 	if t.After(c.lastSeen) {
 		c.lastSeen = t
+	}
+	if seg.TLS {
+		c.tls = true
 	}
 	if seg.Source == capture.SourceEBPF {
 		c.socket = seg.Socket

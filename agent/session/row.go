@@ -162,6 +162,7 @@ func setEndpoints(r *flowlog.L7FlowLog, c *conn, reqDir capture.Direction) {
 	} else {
 		r.IP0, r.ClientPort, r.IP1, r.ServerPort = t.BIP, t.BPort, t.AIP, t.APort
 	}
+	r.IsTLS = c.tls
 	switch c.source {
 	case capture.SourceEBPF:
 		// A is the traced socket: the process is the client if it sent the request.

@@ -66,8 +66,12 @@ type header struct {
 	comm            [16]byte
 	syscall         uint32
 	l7Hint          uint8
+	flags           uint8
 	goid            uint64
 }
+
+// eventFlagTLS mirrors EVENT_FLAG_TLS: the payload is TLS plaintext.
+const eventFlagTLS = 1
 
 var (
 	errShortRecord   = errors.New("record shorter than event header")
@@ -106,6 +110,7 @@ func decodeHeader(b []byte, h *header) (payload []byte, err error) {
 	copy(h.comm[:], b[112:128])
 	h.syscall = le.Uint32(b[128:])
 	h.l7Hint = b[132]
+	h.flags = b[133]
 	h.goid = le.Uint64(b[136:])
 	rest := b[headerSize:]
 	if h.typ != eventData {
@@ -146,12 +151,18 @@ func (h *header) tuple() (capture.Tuple, error) {
 // socket (a DNS server): each peer is its own connection, so the peer's
 // address and port are mixed in. A connected UDP socket has one peer, and
 // its close event names it, so its close still finds the connection.
-func (h *header) connID() uint64 {
+//
+// TLS plaintext is a stream of its own beside the socket's ciphertext
+// (tls set): a parser that gave up on the ciphertext must not see it.
+func (h *header) connID(tls bool) uint64 {
 	id := h.connUID
 	if id == 0 {
 		id = h.sock
 	}
 	id = mix64(id ^ mix64(uint64(h.pid)))
+	if tls {
+		id = mix64(id ^ 0x746c73) // "tls"
+	}
 	if h.l4 == ipprotoUDP {
 		peer := uint64(h.rport)<<32 ^ uint64(binary.LittleEndian.Uint32(h.raddr[12:])) ^
 			binary.LittleEndian.Uint64(h.raddr[:8])<<1 ^ uint64(binary.LittleEndian.Uint32(h.raddr[8:12]))<<17

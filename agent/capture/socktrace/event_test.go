@@ -77,7 +77,7 @@ func TestConnIDPerUDPPeer(t *testing.T) {
 	id := func(l4 uint8, rport uint16, last byte) uint64 {
 		h := header{connUID: 99, pid: 1, l4: l4, rport: rport}
 		h.raddr[3] = last
-		return h.connID()
+		return h.connID(false)
 	}
 	if id(17, 5000, 1) == id(17, 5001, 1) || id(17, 5000, 1) == id(17, 5000, 2) {
 		t.Error("UDP peers share a connection id")
@@ -147,6 +147,11 @@ func TestDispatch(t *testing.T) {
 	if err := d.dispatch(encodeEvent(t, h6, []byte("hello")), rec, &st); err != nil {
 		t.Fatal(err)
 	}
+	ht := sampleHeader()
+	ht.Flags = eventFlagTLS
+	if err := d.dispatch(encodeEvent(t, ht, []byte("GET /")), rec, &st); err != nil {
+		t.Fatal(err)
+	}
 	hc := sampleHeader()
 	hc.Type, hc.Captured = eventClose, 0
 	if err := d.dispatch(encodeEvent(t, hc, nil), rec, &st); err != nil {
@@ -163,7 +168,7 @@ func TestDispatch(t *testing.T) {
 		t.Errorf("bad family: %v", err)
 	}
 
-	if len(rec.segs) != 2 || len(rec.closed) != 1 {
+	if len(rec.segs) != 3 || len(rec.closed) != 2 {
 		t.Fatalf("got %d segments, %d closes", len(rec.segs), len(rec.closed))
 	}
 	s := rec.segs[0]
@@ -175,10 +180,15 @@ func TestDispatch(t *testing.T) {
 	if rec.segs[1].Tuple.AIP != netip.MustParseAddr("192.0.2.1") || rec.segs[1].Dir != capture.AtoB {
 		t.Errorf("v6 segment %+v", rec.segs[1])
 	}
-	if rec.closed[0].ConnID != s.ConnID {
-		t.Errorf("close conn id %x, segment %x", rec.closed[0].ConnID, s.ConnID)
+	// TLS plaintext: its own stream, flagged; the close ends both.
+	tls := rec.segs[2]
+	if !tls.TLS || s.TLS || tls.ConnID == s.ConnID || string(tls.Data) != "GET /" {
+		t.Errorf("tls segment %+v", tls)
 	}
-	if st.segments.Load() != 2 || st.closed.Load() != 1 {
+	if rec.closed[0].ConnID != s.ConnID || rec.closed[1].ConnID != tls.ConnID {
+		t.Errorf("close conn ids %x %x, segments %x %x", rec.closed[0].ConnID, rec.closed[1].ConnID, s.ConnID, tls.ConnID)
+	}
+	if st.segments.Load() != 3 || st.closed.Load() != 1 {
 		t.Errorf("stats segments=%d closed=%d", st.segments.Load(), st.closed.Load())
 	}
 }
@@ -187,8 +197,12 @@ func TestConnIDSeparatesProcesses(t *testing.T) {
 	a := header{pid: 1, connUID: 10}
 	b := header{pid: 2, connUID: 10}
 	c := header{pid: 1, connUID: 11}
-	if a.connID() == b.connID() || a.connID() == c.connID() || a.connID() != (&header{pid: 1, connUID: 10}).connID() {
-		t.Errorf("conn ids %x %x %x", a.connID(), b.connID(), c.connID())
+	if a.connID(false) == b.connID(false) || a.connID(false) == c.connID(false) || a.connID(false) != (&header{pid: 1, connUID: 10}).connID(false) {
+		t.Errorf("conn ids %x %x %x", a.connID(false), b.connID(false), c.connID(false))
+	}
+	// A socket's TLS plaintext is a stream of its own.
+	if a.connID(true) == a.connID(false) || a.connID(true) != (&header{pid: 1, connUID: 10}).connID(true) {
+		t.Errorf("tls conn id %x, plain %x", a.connID(true), a.connID(false))
 	}
 }
 
@@ -265,10 +279,10 @@ func TestHookTableCoversProgram(t *testing.T) {
 		}
 	}
 	for name, p := range spec.Programs {
-		if p.SectionName == "uprobe" {
-			// Attached per Go binary by AttachGo.
-			if !strings.Contains(goProbeNames, name) {
-				t.Errorf("uprobe program %s is not attached by AttachGo", name)
+		if p.SectionName == "uprobe" || p.SectionName == "uretprobe" {
+			// Attached per binary by AttachGo, AttachSSL or AttachGoTLS.
+			if !strings.Contains(goProbeNames+" "+tlsProbeNames, name) {
+				t.Errorf("uprobe program %s is not attached by AttachGo, AttachSSL or AttachGoTLS", name)
 			}
 			continue
 		}

@@ -60,6 +60,9 @@ type Stats struct {
 	GoHandoff        uint64 // channel receives that took the sender's trace id
 	GoHandoffAmbig   uint64 // channel values sent under two trace ids at once: not linked
 	FutexHandoff     uint64 // threads that took a trace id through a futex wake
+	TLSCallFail      uint64 // TLS calls not recorded at entry (map full): plaintext lost
+	TLSNoSocket      uint64 // TLS plaintext whose socket was not found: not sent
+	TLSL7Skipped     uint64 // TLS plaintext not sent: no parser claimed the connection
 	// User-space counters.
 	EventsRead   uint64
 	Segments     uint64
@@ -72,7 +75,7 @@ type Stats struct {
 
 // KernelDrops sums the kernel counters that mean a whole event was lost.
 func (s Stats) KernelDrops() uint64 {
-	return s.RingbufFull + s.ScratchMiss + s.ActiveUpdateFail
+	return s.RingbufFull + s.ScratchMiss + s.ActiveUpdateFail + s.TLSCallFail + s.TLSNoSocket
 }
 
 type userStats struct {
@@ -96,7 +99,7 @@ func (t *Tracer) Stats() Stats {
 		&s.RingbufFull, &s.ScratchMiss, &s.ActiveUpdateFail, &s.SockStateFail,
 		&s.ThreadStateFail, &s.PayloadReadFail, &s.ArgsReadFail, &s.IOVTruncated,
 		&s.L7Skipped, &s.EventLoops, &s.GoGMiss, &s.GoSpawn, &s.GoHandoff, &s.GoHandoffAmbig,
-		&s.FutexHandoff,
+		&s.FutexHandoff, &s.TLSCallFail, &s.TLSNoSocket, &s.TLSL7Skipped,
 	}
 	var perCPU []uint64
 	for i, d := range dst {
@@ -173,7 +176,7 @@ func (d *decoder) dispatch(b []byte, h Handler, st *userStats) error {
 		}
 		d.seg = capture.Segment{
 			Source:         capture.SourceEBPF,
-			ConnID:         hd.connID(),
+			ConnID:         hd.connID(hd.flags&eventFlagTLS != 0),
 			Tuple:          tuple,
 			Dir:            capture.AtoB,
 			Start:          d.clock.Wall(hd.enterNs),
@@ -190,6 +193,7 @@ func (d *decoder) dispatch(b []byte, h Handler, st *userStats) error {
 			Coroutine:      hd.goid,
 			Socket:         hd.sock,
 			ProtoHint:      hd.l7Hint,
+			TLS:            hd.flags&eventFlagTLS != 0,
 		}
 		if hd.dir == dirIngress {
 			d.seg.Dir = capture.BtoA
@@ -203,7 +207,7 @@ func (d *decoder) dispatch(b []byte, h Handler, st *userStats) error {
 		}
 		st.connOpened.Add(1)
 		h.ConnOpened(ConnInfo{
-			ConnID: hd.connID(),
+			ConnID: hd.connID(false),
 			Tuple:  tuple,
 			Role:   Role(hd.dir),
 			PID:    hd.pid,
@@ -214,7 +218,10 @@ func (d *decoder) dispatch(b []byte, h Handler, st *userStats) error {
 		})
 	case eventClose:
 		st.closed.Add(1)
-		h.Closed(capture.Closed{ConnID: hd.connID(), Time: d.clock.Wall(hd.enterNs)})
+		at := d.clock.Wall(hd.enterNs)
+		h.Closed(capture.Closed{ConnID: hd.connID(false), Time: at})
+		// The socket's TLS plaintext stream, if it had one, ends too.
+		h.Closed(capture.Closed{ConnID: hd.connID(true), Time: at})
 	case eventExec:
 		d.comms.Forget(hd.pid)
 		st.execs.Add(1)

@@ -51,7 +51,8 @@ type socketTraceEventHeader struct {
 	Comm     [16]int8
 	Syscall  uint32
 	L7Hint   uint8
-	Pad      [3]uint8
+	Flags    uint8
+	Pad      [2]uint8
 	Goid     uint64
 }
 
@@ -148,7 +149,7 @@ type socketTraceSockState struct {
 	L7State uint8
 	L7Hint  uint8
 	Role    uint8
-	Pad     [1]uint8
+	TlsSkip uint8
 }
 
 type socketTraceThreadState struct {
@@ -171,6 +172,37 @@ type socketTraceThreadState struct {
 	OriginChan uint64
 }
 
+type socketTraceTlsCall struct {
+	_       structs.HostLayout
+	Buf     uint64
+	Out     uint64
+	Obj     uint64
+	Sk      uint64
+	EnterNs uint64
+	StackLo uint64
+	StackHi uint64
+	Fd      int32
+	TcpSeq  uint32
+	Dir     uint8
+	Kind    uint8
+	HasSeq  uint8
+	RecSeq  uint8
+	Pad     [4]uint8
+}
+
+type socketTraceTlsKey struct {
+	_ structs.HostLayout
+	A uint64
+	B uint64
+}
+
+type socketTraceTlsSock struct {
+	_   structs.HostLayout
+	Sk  uint64
+	Fd  int32
+	Pad uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -189,12 +221,17 @@ const (
 	socketTraceMapGoNewproc       = "go_newproc"
 	socketTraceMapGoProcs         = "go_procs"
 	socketTraceMapGoRecv          = "go_recv"
+	socketTraceMapGoTlsProcs      = "go_tls_procs"
 	socketTraceMapIdCounter       = "id_counter"
 	socketTraceMapPendingConnect  = "pending_connect"
 	socketTraceMapScratchBuf      = "scratch_buf"
 	socketTraceMapSockRoles       = "sock_roles"
 	socketTraceMapSockStates      = "sock_states"
 	socketTraceMapThreadStates    = "thread_states"
+	socketTraceMapTlsCalls        = "tls_calls"
+	socketTraceMapTlsPids         = "tls_pids"
+	socketTraceMapTlsRx           = "tls_rx"
+	socketTraceMapTlsSocks        = "tls_socks"
 	socketTraceMapTracedPids      = "traced_pids"
 	socketTraceProgEnterClose     = "enter_close"
 	socketTraceProgEnterConnect   = "enter_connect"
@@ -230,10 +267,16 @@ const (
 	socketTraceProgGoNewproc1Ret  = "go_newproc1_ret"
 	socketTraceProgGoRecvRet      = "go_recv_ret"
 	socketTraceProgGoSelectgo     = "go_selectgo"
+	socketTraceProgGoTlsEnter     = "go_tls_enter"
+	socketTraceProgGoTlsReturn    = "go_tls_return"
 	socketTraceProgSchedExec      = "sched_exec"
 	socketTraceProgSchedExit      = "sched_exit"
+	socketTraceProgSslEnter       = "ssl_enter"
+	socketTraceProgSslReturn      = "ssl_return"
 	socketTraceVarMaxPayload      = "max_payload"
 	socketTraceVarOnlyTracedPids  = "only_traced_pids"
+	socketTraceVarTlsFilter       = "tls_filter"
+	socketTraceVarTlsOn           = "tls_on"
 	socketTraceVarWakeupBytes     = "wakeup_bytes"
 )
 
@@ -313,8 +356,12 @@ type socketTraceProgramSpecs struct {
 	GoNewproc1Ret *ebpf.ProgramSpec `ebpf:"go_newproc1_ret"`
 	GoRecvRet     *ebpf.ProgramSpec `ebpf:"go_recv_ret"`
 	GoSelectgo    *ebpf.ProgramSpec `ebpf:"go_selectgo"`
+	GoTlsEnter    *ebpf.ProgramSpec `ebpf:"go_tls_enter"`
+	GoTlsReturn   *ebpf.ProgramSpec `ebpf:"go_tls_return"`
 	SchedExec     *ebpf.ProgramSpec `ebpf:"sched_exec"`
 	SchedExit     *ebpf.ProgramSpec `ebpf:"sched_exit"`
+	SslEnter      *ebpf.ProgramSpec `ebpf:"ssl_enter"`
+	SslReturn     *ebpf.ProgramSpec `ebpf:"ssl_return"`
 }
 
 // socketTraceMapSpecs contains maps before they are loaded into the kernel.
@@ -335,12 +382,17 @@ type socketTraceMapSpecs struct {
 	GoNewproc       *ebpf.MapSpec `ebpf:"go_newproc"`
 	GoProcs         *ebpf.MapSpec `ebpf:"go_procs"`
 	GoRecv          *ebpf.MapSpec `ebpf:"go_recv"`
+	GoTlsProcs      *ebpf.MapSpec `ebpf:"go_tls_procs"`
 	IdCounter       *ebpf.MapSpec `ebpf:"id_counter"`
 	PendingConnect  *ebpf.MapSpec `ebpf:"pending_connect"`
 	ScratchBuf      *ebpf.MapSpec `ebpf:"scratch_buf"`
 	SockRoles       *ebpf.MapSpec `ebpf:"sock_roles"`
 	SockStates      *ebpf.MapSpec `ebpf:"sock_states"`
 	ThreadStates    *ebpf.MapSpec `ebpf:"thread_states"`
+	TlsCalls        *ebpf.MapSpec `ebpf:"tls_calls"`
+	TlsPids         *ebpf.MapSpec `ebpf:"tls_pids"`
+	TlsRx           *ebpf.MapSpec `ebpf:"tls_rx"`
+	TlsSocks        *ebpf.MapSpec `ebpf:"tls_socks"`
 	TracedPids      *ebpf.MapSpec `ebpf:"traced_pids"`
 }
 
@@ -350,6 +402,8 @@ type socketTraceMapSpecs struct {
 type socketTraceVariableSpecs struct {
 	MaxPayload     *ebpf.VariableSpec `ebpf:"max_payload"`
 	OnlyTracedPids *ebpf.VariableSpec `ebpf:"only_traced_pids"`
+	TlsFilter      *ebpf.VariableSpec `ebpf:"tls_filter"`
+	TlsOn          *ebpf.VariableSpec `ebpf:"tls_on"`
 	WakeupBytes    *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
@@ -387,12 +441,17 @@ type socketTraceMaps struct {
 	GoNewproc       *ebpf.Map `ebpf:"go_newproc"`
 	GoProcs         *ebpf.Map `ebpf:"go_procs"`
 	GoRecv          *ebpf.Map `ebpf:"go_recv"`
+	GoTlsProcs      *ebpf.Map `ebpf:"go_tls_procs"`
 	IdCounter       *ebpf.Map `ebpf:"id_counter"`
 	PendingConnect  *ebpf.Map `ebpf:"pending_connect"`
 	ScratchBuf      *ebpf.Map `ebpf:"scratch_buf"`
 	SockRoles       *ebpf.Map `ebpf:"sock_roles"`
 	SockStates      *ebpf.Map `ebpf:"sock_states"`
 	ThreadStates    *ebpf.Map `ebpf:"thread_states"`
+	TlsCalls        *ebpf.Map `ebpf:"tls_calls"`
+	TlsPids         *ebpf.Map `ebpf:"tls_pids"`
+	TlsRx           *ebpf.Map `ebpf:"tls_rx"`
+	TlsSocks        *ebpf.Map `ebpf:"tls_socks"`
 	TracedPids      *ebpf.Map `ebpf:"traced_pids"`
 }
 
@@ -412,12 +471,17 @@ func (m *socketTraceMaps) Close() error {
 		m.GoNewproc,
 		m.GoProcs,
 		m.GoRecv,
+		m.GoTlsProcs,
 		m.IdCounter,
 		m.PendingConnect,
 		m.ScratchBuf,
 		m.SockRoles,
 		m.SockStates,
 		m.ThreadStates,
+		m.TlsCalls,
+		m.TlsPids,
+		m.TlsRx,
+		m.TlsSocks,
 		m.TracedPids,
 	)
 }
@@ -428,6 +492,8 @@ func (m *socketTraceMaps) Close() error {
 type socketTraceVariables struct {
 	MaxPayload     *ebpf.Variable `ebpf:"max_payload"`
 	OnlyTracedPids *ebpf.Variable `ebpf:"only_traced_pids"`
+	TlsFilter      *ebpf.Variable `ebpf:"tls_filter"`
+	TlsOn          *ebpf.Variable `ebpf:"tls_on"`
 	WakeupBytes    *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
@@ -469,8 +535,12 @@ type socketTracePrograms struct {
 	GoNewproc1Ret *ebpf.Program `ebpf:"go_newproc1_ret"`
 	GoRecvRet     *ebpf.Program `ebpf:"go_recv_ret"`
 	GoSelectgo    *ebpf.Program `ebpf:"go_selectgo"`
+	GoTlsEnter    *ebpf.Program `ebpf:"go_tls_enter"`
+	GoTlsReturn   *ebpf.Program `ebpf:"go_tls_return"`
 	SchedExec     *ebpf.Program `ebpf:"sched_exec"`
 	SchedExit     *ebpf.Program `ebpf:"sched_exit"`
+	SslEnter      *ebpf.Program `ebpf:"ssl_enter"`
+	SslReturn     *ebpf.Program `ebpf:"ssl_return"`
 }
 
 func (p *socketTracePrograms) Close() error {
@@ -509,8 +579,12 @@ func (p *socketTracePrograms) Close() error {
 		p.GoNewproc1Ret,
 		p.GoRecvRet,
 		p.GoSelectgo,
+		p.GoTlsEnter,
+		p.GoTlsReturn,
 		p.SchedExec,
 		p.SchedExit,
+		p.SslEnter,
+		p.SslReturn,
 	)
 }
 

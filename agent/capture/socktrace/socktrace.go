@@ -63,6 +63,12 @@ type Config struct {
 	// OnlyPIDs, when non-empty, restricts tracing to these tgids (tests,
 	// benchmarks, targeted capture). Exclusions still win.
 	OnlyPIDs []uint32
+	// DisableTLS loads no TLS plaintext support: no uprobes can be
+	// attached, and socket syscalls skip the TLS bookkeeping (kill switch).
+	DisableTLS bool
+	// TLSFilter makes TLS plaintext events opt-in per process (AllowTLS);
+	// otherwise every process whose TLS library is probed is decrypted.
+	TLSFilter bool
 	// Logger receives diagnostics; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -206,6 +212,12 @@ func (t *Tracer) load() error {
 	if err := setVar(spec, "only_traced_pids", only); err != nil {
 		return err
 	}
+	if err := setVar(spec, "tls_on", boolByte(!t.cfg.DisableTLS)); err != nil {
+		return err
+	}
+	if err := setVar(spec, "tls_filter", boolByte(t.cfg.TLSFilter)); err != nil {
+		return err
+	}
 	events, ok := spec.Maps["events"]
 	if !ok {
 		return errors.New("socket_trace spec has no events map")
@@ -270,7 +282,7 @@ func (t *Tracer) load() error {
 // kernelMaps are the maps user space touches.
 type kernelMaps struct {
 	events, counters, idCounter, excludedPIDs, tracedPIDs, sockStates *ebpf.Map
-	sockRoles, goProcs                                                *ebpf.Map
+	sockRoles, goProcs, tlsPIDs                                       *ebpf.Map
 }
 
 func lookupMaps(coll *ebpf.Collection) (kernelMaps, error) {
@@ -284,6 +296,7 @@ func lookupMaps(coll *ebpf.Collection) (kernelMaps, error) {
 		"sock_states":   &m.sockStates,
 		"sock_roles":    &m.sockRoles,
 		"go_procs":      &m.goProcs,
+		"tls_pids":      &m.tlsPIDs,
 	} {
 		mp, ok := coll.Maps[name]
 		if !ok {
@@ -292,6 +305,13 @@ func lookupMaps(coll *ebpf.Collection) (kernelMaps, error) {
 		*dst = mp
 	}
 	return m, nil
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func setVar(spec *ebpf.CollectionSpec, name string, v any) error {
@@ -387,6 +407,23 @@ func (t *Tracer) SkipSocket(sock uint64) error {
 	st.L7State = l7Skip
 	if err := t.maps.sockStates.Update(sock, &st, ebpf.UpdateExist); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("socktrace: skip socket: %w", err)
+	}
+	return nil
+}
+
+// SkipTLS tells the kernel to stop sending the socket's TLS plaintext: user
+// space found no parser for it. A new connection on the socket starts afresh.
+func (t *Tracer) SkipTLS(sock uint64) error {
+	var st socketTraceSockState
+	if err := t.maps.sockStates.Lookup(sock, &st); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		return fmt.Errorf("socktrace: look up socket state: %w", err)
+	}
+	st.TlsSkip = 1
+	if err := t.maps.sockStates.Update(sock, &st, ebpf.UpdateExist); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("socktrace: skip tls socket: %w", err)
 	}
 	return nil
 }
@@ -500,4 +537,150 @@ func (m multiLink) Close() error {
 		errs = append(errs, l.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// tlsProbeNames lists the uprobe programs AttachSSL and AttachGoTLS attach.
+const tlsProbeNames = "ssl_enter ssl_return go_tls_enter go_tls_return"
+
+// SSLProbes are the file offsets (as link.UprobeOptions.Address expects) of
+// the OpenSSL API functions in one ELF file: a shared libssl (OpenSSL 1.1/3,
+// LibreSSL, BoringSSL) or an executable that links one statically. 0 means
+// the file has no such function; Read and Write are required.
+type SSLProbes struct {
+	Read, Write, ReadEx, WriteEx uint64
+}
+
+// Kinds of TLS call, passed to the kernel as the uprobe's cookie (mirrors
+// enum tls_kind in bpf/socket_trace.h).
+const (
+	tlsKindSSLRead    = 1
+	tlsKindSSLWrite   = 2
+	tlsKindSSLReadEx  = 3
+	tlsKindSSLWriteEx = 4
+)
+
+// AttachSSL puts the TLS plaintext probes on the OpenSSL API functions of the
+// ELF file at path (entry and return probes: this is C code), for every
+// process that maps it. Close the returned closer to detach them. Nothing
+// stays attached when an error is returned.
+func (t *Tracer) AttachSSL(path string, p SSLProbes) (io.Closer, error) {
+	if p.Read == 0 || p.Write == 0 {
+		return nil, fmt.Errorf("socktrace: %s: SSL_read and SSL_write are required", path)
+	}
+	ex, err := link.OpenExecutable(path)
+	if err != nil {
+		return nil, fmt.Errorf("socktrace: open %s: %w", path, err)
+	}
+	entry, ret := t.coll.Programs["ssl_enter"], t.coll.Programs["ssl_return"]
+	if entry == nil || ret == nil {
+		return nil, errors.New("socktrace: TLS probes not loaded (Config.DisableTLS?)")
+	}
+	var ls multiLink
+	for _, f := range []struct {
+		off  uint64
+		kind uint64
+	}{{p.Read, tlsKindSSLRead}, {p.Write, tlsKindSSLWrite}, {p.ReadEx, tlsKindSSLReadEx}, {p.WriteEx, tlsKindSSLWriteEx}} {
+		if f.off == 0 {
+			continue
+		}
+		l, err := ex.Uprobe("", entry, &link.UprobeOptions{Address: f.off, Cookie: f.kind})
+		if err != nil {
+			ls.Close()
+			return nil, fmt.Errorf("socktrace: uprobe at %#x in %s: %w", f.off, path, err)
+		}
+		ls = append(ls, l)
+		l, err = ex.Uretprobe("", ret, &link.UprobeOptions{Address: f.off})
+		if err != nil {
+			ls.Close()
+			return nil, fmt.Errorf("socktrace: uretprobe at %#x in %s: %w", f.off, path, err)
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+// GoTLSProbes locate crypto/tls.(*Conn).Read and Write in one Go executable:
+// entry and RET-instruction file offsets (Go binaries never get uretprobes),
+// and the struct offsets that lead from a *tls.Conn to its file descriptor
+// (agent/goinfo: TLSConnConn, NetConnFD, NetFDPfd, PollFDSysfd).
+type GoTLSProbes struct {
+	Read, Write                                uint64
+	ReadReturns, WriteReturns                  []uint64
+	ConnConn, NetConnFD, NetFDPfd, PollFDSysfd uint64
+}
+
+// goTLSCookie packs the struct offsets into the uprobe cookie, so the probes
+// need no per-process registration: 16 bits each.
+func goTLSCookie(p GoTLSProbes, write bool) (uint64, error) {
+	for _, o := range []uint64{p.ConnConn, p.NetConnFD, p.NetFDPfd, p.PollFDSysfd} {
+		if o > 0x7fff {
+			return 0, fmt.Errorf("socktrace: go tls struct offset %d too large", o)
+		}
+	}
+	c := p.ConnConn | p.NetConnFD<<16 | p.NetFDPfd<<32 | p.PollFDSysfd<<48
+	if write {
+		c |= 1 << 63
+	}
+	return c, nil
+}
+
+// AttachGoTLS puts the TLS plaintext probes on crypto/tls in the Go executable
+// at path, for every process running it. Close the returned closer to detach
+// them. Nothing stays attached when an error is returned.
+func (t *Tracer) AttachGoTLS(path string, p GoTLSProbes) (io.Closer, error) {
+	if p.Read == 0 || p.Write == 0 || len(p.ReadReturns) == 0 || len(p.WriteReturns) == 0 {
+		return nil, fmt.Errorf("socktrace: %s: crypto/tls Read and Write with their returns are required", path)
+	}
+	ex, err := link.OpenExecutable(path)
+	if err != nil {
+		return nil, fmt.Errorf("socktrace: open %s: %w", path, err)
+	}
+	entry, ret := t.coll.Programs["go_tls_enter"], t.coll.Programs["go_tls_return"]
+	if entry == nil || ret == nil {
+		return nil, errors.New("socktrace: TLS probes not loaded (Config.DisableTLS?)")
+	}
+	var ls multiLink
+	for _, f := range []struct {
+		off     uint64
+		returns []uint64
+		write   bool
+	}{{p.Read, p.ReadReturns, false}, {p.Write, p.WriteReturns, true}} {
+		cookie, err := goTLSCookie(p, f.write)
+		if err != nil {
+			return nil, err
+		}
+		l, err := ex.Uprobe("", entry, &link.UprobeOptions{Address: f.off, Cookie: cookie})
+		if err != nil {
+			ls.Close()
+			return nil, fmt.Errorf("socktrace: uprobe at %#x in %s: %w", f.off, path, err)
+		}
+		ls = append(ls, l)
+		for _, r := range f.returns {
+			l, err := ex.Uprobe("", ret, &link.UprobeOptions{Address: r})
+			if err != nil {
+				ls.Close()
+				return nil, fmt.Errorf("socktrace: return uprobe at %#x in %s: %w", r, path, err)
+			}
+			ls = append(ls, l)
+		}
+	}
+	return ls, nil
+}
+
+// AllowTLS lets pid's TLS calls produce plaintext events when the tracer was
+// built with Config.TLSFilter (only chosen processes are decrypted).
+func (t *Tracer) AllowTLS(pid uint32) error {
+	if err := t.maps.tlsPIDs.Put(pid, uint8(1)); err != nil {
+		return fmt.Errorf("socktrace: allow tls for pid %d: %w", pid, err)
+	}
+	return nil
+}
+
+// DisallowTLS forgets pid (it exited or no longer matches). Unknown pids are
+// not an error.
+func (t *Tracer) DisallowTLS(pid uint32) error {
+	if err := t.maps.tlsPIDs.Delete(pid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("socktrace: disallow tls for pid %d: %w", pid, err)
+	}
+	return nil
 }
