@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +31,7 @@ import (
 	"github.com/sightline-io/sightline/agent/procinfo"
 	"github.com/sightline-io/sightline/agent/reorder"
 	"github.com/sightline-io/sightline/agent/session"
+	"github.com/sightline-io/sightline/agent/tlstrack"
 	"github.com/sightline-io/sightline/flowlog"
 	"github.com/sightline-io/sightline/internal/promstats"
 	"github.com/sightline-io/sightline/packet/decode"
@@ -82,6 +85,12 @@ type Config struct {
 	// runtime of every Go process). Go processes are still found, and get
 	// no syscall_trace_ids: thread-level ids are wrong for goroutines.
 	DisableGoTracking bool
+	// DisableTLS turns off TLS plaintext capture (uprobes on OpenSSL-API
+	// libraries and Go crypto/tls): the kill switch.
+	DisableTLS bool
+	// TLSProcesses, when set, limits TLS plaintext capture to processes
+	// whose comm or executable path matches (nil: every process).
+	TLSProcesses *regexp.Regexp
 	// Registerer receives the agent's metrics (nil: none).
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -110,16 +119,17 @@ const releaseEvery = 25 * time.Millisecond
 
 // Agent runs the capture pipeline until its context ends.
 type Agent struct {
-	cfg     Config
-	log     *slog.Logger
-	tracer  *socktrace.Tracer
-	tcp     *tcpevents.Tracer // nil when disabled
-	goTrack *gotrack.Tracker
-	packets *afpacket.Capture // nil when disabled
-	netPipe *netcap.Pipeline
-	flows   *flow.Table
-	owners  *owners
-	flowMet *flowMetrics
+	cfg      Config
+	log      *slog.Logger
+	tracer   *socktrace.Tracer
+	tcp      *tcpevents.Tracer // nil when disabled
+	goTrack  *gotrack.Tracker
+	tlsTrack *tlstrack.Tracker // nil when TLS capture is off
+	packets  *afpacket.Capture // nil when disabled
+	netPipe  *netcap.Pipeline
+	flows    *flow.Table
+	owners   *owners
+	flowMet  *flowMetrics
 	// local knows this host's addresses, to name the observation point of
 	// rows built from packets; refreshed by the packet goroutine.
 	local        netcap.LocalAddrs
@@ -225,6 +235,8 @@ func New(cfg Config) (*Agent, error) {
 		RingBufferBytes: cfg.RingBufferBytes,
 		ExcludeSelf:     true,
 		ExcludePIDs:     cfg.ExcludePIDs,
+		DisableTLS:      cfg.DisableTLS,
+		TLSFilter:       cfg.TLSProcesses != nil,
 	})
 	if err != nil {
 		a.release()
@@ -245,6 +257,12 @@ func New(cfg Config) (*Agent, error) {
 	a.goTrack = gotrack.New(a.tracer, gotrack.Config{Logger: cfg.Logger, ProbesOff: cfg.DisableGoTracking})
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(promstats.New("sightline_agent_gotrack", func() any { return a.goTrack.Stats() }))
+	}
+	if !cfg.DisableTLS {
+		a.tlsTrack = tlstrack.New(a.tracer, tlstrack.Config{Processes: cfg.TLSProcesses, Logger: cfg.Logger})
+		if cfg.Registerer != nil {
+			cfg.Registerer.MustRegister(promstats.New("sightline_agent_tlstrack", func() any { return a.tlsTrack.Stats() }))
+		}
 	}
 	if !cfg.Packets.Disable {
 		if err := a.openPackets(); err != nil {
@@ -301,6 +319,18 @@ func (a *Agent) Run(ctx context.Context) error {
 			defer close(goDone)
 			if err := a.goTrack.Run(goCtx); err != nil {
 				a.log.Warn("agent: goroutine tracking stopped", "err", err)
+			}
+		}()
+	}
+	if a.tlsTrack != nil {
+		tlsCtx, stopTLS := context.WithCancel(ctx)
+		tlsDone := make(chan struct{})
+		// Probes come off before the tracer closes (defers run last first).
+		defer func() { stopTLS(); <-tlsDone }()
+		go func() {
+			defer close(tlsDone)
+			if err := a.tlsTrack.Run(tlsCtx); err != nil {
+				a.log.Warn("agent: tls tracking stopped", "err", err)
 			}
 		}()
 	}
@@ -427,6 +457,21 @@ func (a *Agent) verdict(seg *capture.Segment, p l7.Protocol) {
 // (its calls then carry the ids of the requests that caused them).
 func (a *Agent) GoProbed(pid uint32) bool { return a.goTrack.Probed(pid) }
 
+// TLSCovered reports whether a TLS library of process pid is probed, so its
+// TLS traffic comes out as plaintext rows.
+func (a *Agent) TLSCovered(pid uint32) bool { return a.tlsTrack != nil && a.tlsTrack.Covered(pid) }
+
+// TLSCoverage serves which processes' TLS is decrypted, and why not (JSON,
+// GET /debug/tls); 404 when TLS capture is off.
+func (a *Agent) TLSCoverage() http.Handler {
+	if a.tlsTrack == nil {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "TLS plaintext capture is off (--no-tls)", http.StatusNotFound)
+		})
+	}
+	return a.tlsTrack.Handler()
+}
+
 // socketRole tells the kernel which side a socket is once a row shows it,
 // so replies on connections older than the agent keep the thread's
 // syscall_trace_id. Runs under a.mu.
@@ -465,12 +510,18 @@ func (h handler) ProcessExec(pid uint32) {
 	if h.a.goTrack != nil {
 		h.a.goTrack.ProcessExec(pid)
 	}
+	if h.a.tlsTrack != nil {
+		h.a.tlsTrack.ProcessExec(pid)
+	}
 }
 
 func (h handler) ProcessExit(pid uint32) {
 	h.a.procs.Forget(pid)
 	if h.a.goTrack != nil {
 		h.a.goTrack.ProcessExit(pid)
+	}
+	if h.a.tlsTrack != nil {
+		h.a.tlsTrack.ProcessExit(pid)
 	}
 	if h.a.tcpSeen != nil {
 		h.a.tcpSeen.Retire(pid)

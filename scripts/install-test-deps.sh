@@ -15,6 +15,11 @@ have bpftool || need+=(bpftool)
 have gcc     || need+=(gcc)
 # The thread-pool tests and the reference topology run a Python (stdlib only) service.
 have python3 || need+=(python3)
+# The TLS tests drive Debian's Python (its _ssl links the system libssl) with requests.
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import requests' 2>/dev/null || need+=(python3-requests)
+# libssl-dev: static libssl.a/libcrypto.a for the statically linked OpenSSL test and bench programs.
+[ -f /usr/lib/x86_64-linux-gnu/libssl.a ] || need+=(libssl-dev)
+have openssl || need+=(openssl)
 # Real servers and clients the protocol tests drive (agent/l7/*/live_test.go).
 have redis-server    || need+=(redis-server)
 have redis-cli       || need+=(redis-tools)

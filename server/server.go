@@ -37,6 +37,9 @@ type Config struct {
 	// OTLPExportEndpoint, when set, exports assembled traces to this
 	// OTLP/HTTP base URL (POST {url}/v1/traces).
 	OTLPExportEndpoint string
+	// Handlers are extra HTTP routes on the API listener (pattern →
+	// handler), e.g. `up` serves its agent's GET /debug/tls there.
+	Handlers map[string]http.Handler
 }
 
 // Server is a running server.
@@ -99,6 +102,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	for _, p := range []string{appspans.PathOTLPTraces, appspans.PathZipkinSpans,
 		appspans.PathSkyWalkingSegments, appspans.PathSkyWalkingSegment} {
 		mux.Handle(p, apps.Handler())
+	}
+	for p, h := range cfg.Handlers {
+		mux.Handle(p, h)
 	}
 	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	if cfg.OTLPExportEndpoint != "" {

@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"runtime/pprof"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,6 +54,8 @@ type agentFlags struct {
 	packetL7              bool
 	flowReportEvery       time.Duration
 	noGoTracking          bool
+	noTLS                 bool
+	tlsProcesses          string
 	noTCPEvents           bool
 	maxPayload, ringBytes int
 	maxRowsPerSecond      int
@@ -75,6 +79,8 @@ func (f *agentFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.flowReportEvery, "flow-report-every", 60*time.Second, "l4_flow_log reporting period of a live flow")
 	fs.BoolVar(&f.noTCPEvents, "no-tcp-events", false, "turn off the TCP lifecycle tracer (connect failures, retransmits, resets per process on /metrics)")
 	fs.BoolVar(&f.noGoTracking, "no-go-tracking", false, "turn off goroutine tracking (uprobes on the runtime of Go processes that link a Go service's calls to its requests); Go processes then get no syscall trace ids")
+	fs.BoolVar(&f.noTLS, "no-tls", false, "turn off TLS plaintext capture (uprobes on OpenSSL-API libraries and Go crypto/tls): the kill switch")
+	fs.StringVar(&f.tlsProcesses, "tls-processes", "", "capture TLS plaintext only for processes whose name (comm) or executable path matches this regular expression (default: all)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of this process to FILE until it stops (for overhead work)")
 }
 
@@ -113,9 +119,16 @@ func (f *agentFlags) config(server string, reg prometheus.Registerer, log *slog.
 	if f.flowReportEvery <= 0 {
 		return agent.Config{}, fmt.Errorf("--flow-report-every %v: must be positive", f.flowReportEvery)
 	}
+	var tlsProcs *regexp.Regexp
+	if f.tlsProcesses != "" {
+		if tlsProcs, err = regexp.Compile(f.tlsProcesses); err != nil {
+			return agent.Config{}, fmt.Errorf("--tls-processes: %w", err)
+		}
+	}
 	return agent.Config{Server: server, AgentID: f.agentID, MaxPayload: f.maxPayload,
 		RingBufferBytes: f.ringBytes, Protocols: protocols, MaxRowsPerSecond: f.maxRowsPerSecond,
-		Packets: pc, DisableTCPEvents: f.noTCPEvents, DisableGoTracking: f.noGoTracking, Registerer: reg, Logger: log}, nil
+		Packets: pc, DisableTCPEvents: f.noTCPEvents, DisableGoTracking: f.noGoTracking,
+		DisableTLS: f.noTLS, TLSProcesses: tlsProcs, Registerer: reg, Logger: log}, nil
 }
 
 func newLogger(stderr io.Writer) *slog.Logger {
@@ -154,7 +167,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("agent", "[flags]",
 		"Runs the eBPF agent on this host (needs root) and ships l7_flow_log rows to a server.", stderr)
 	serverAddr := fs.String("server", "127.0.0.1:7071", "server's gRPC ingest address")
-	metricsListen := fs.String("metrics-listen", "", "serve the agent's own /metrics here (e.g. 127.0.0.1:7072); empty = off")
+	metricsListen := fs.String("metrics-listen", "", "serve the agent's own /metrics and /debug/tls (TLS coverage) here (e.g. 127.0.0.1:7072); empty = off")
 	var af agentFlags
 	af.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -172,13 +185,17 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log := newLogger(stderr)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var tlsCoverage lateHandler
 	if *metricsListen != "" {
 		// Bind before capturing, so a taken address is an error, not a log line.
 		ln, err := net.Listen("tcp", *metricsListen)
 		if err != nil {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
-		ms := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.Handle("GET /debug/tls", &tlsCoverage)
+		ms := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := ms.Serve(ln); err != nil && err != http.ErrServerClosed {
 				log.Error("agent metrics listener", "err", err)
@@ -194,6 +211,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	tlsCoverage.set(a.TLSCoverage())
 	fmt.Fprintf(stdout, "sightline agent: capturing, shipping to %s\n", *serverAddr)
 	return a.Run(ctx)
 }
@@ -219,7 +237,10 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer stopProfile()
 	log := newLogger(stderr)
 	reg := prometheus.NewRegistry()
-	srv, err := server.Start(ctx, sf.config(reg, log))
+	var tlsCoverage lateHandler
+	scfg := sf.config(reg, log)
+	scfg.Handlers = map[string]http.Handler{"GET /debug/tls": &tlsCoverage}
+	srv, err := server.Start(ctx, scfg)
 	if err != nil {
 		return err
 	}
@@ -238,6 +259,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		stopServer()
 		return err
 	}
+	tlsCoverage.set(a.TLSCoverage())
 	fmt.Fprintf(stdout, "sightline up: API on http://%s (try: sightline query --server http://%s \"SELECT request_type, request_resource, response_code FROM l7_flow_log\"), data in %s\n",
 		srv.HTTPAddr(), srv.HTTPAddr(), sf.dataDir)
 
@@ -274,4 +296,19 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// lateHandler serves a handler set once its owner exists (the agent starts
+// after the listener that serves it); 503 until then.
+type lateHandler struct{ h atomic.Pointer[http.Handler] }
+
+func (l *lateHandler) set(h http.Handler) { l.h.Store(&h) }
+
+func (l *lateHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := l.h.Load()
+	if h == nil {
+		http.Error(w, "agent not started yet", http.StatusServiceUnavailable)
+		return
+	}
+	(*h).ServeHTTP(w, r)
 }
