@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sightline-io/sightline/agent/tlstrack"
 	"github.com/sightline-io/sightline/flowlog"
 	"github.com/sightline-io/sightline/server/api"
 	"github.com/sightline-io/sightline/server/store/duckdb"
@@ -207,5 +210,39 @@ func TestTraceCommand(t *testing.T) {
 	code, _, stderr = run("trace", "--server", srv.URL, "ffffffffffffffffffffffffffffffff")
 	if code != 1 || !strings.Contains(stderr, "404") {
 		t.Errorf("unknown trace: exit %d, %q", code, stderr)
+	}
+}
+
+func TestDoctorTLSCoverage(t *testing.T) {
+	cov := tlstrack.Coverage{
+		Processes: []tlstrack.Process{
+			{PID: 42, Comm: "nginx", Exe: "/usr/sbin/nginx", Covered: true,
+				Libraries: []tlstrack.Library{{Path: "/usr/lib/x86_64-linux-gnu/libssl.so.3", Kind: tlstrack.KindOpenSSL, Version: "3"}}},
+			{PID: 43, Comm: "envoy", Exe: "/usr/local/bin/envoy",
+				Uncovered: []tlstrack.Failure{{Path: "/usr/local/bin/envoy", Reason: "no SSL symbols: stripped"}}},
+		},
+		Stats: tlstrack.Stats{Files: 1, Processes: 1, NoSymbols: 1},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/debug/tls" {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewEncoder(w).Encode(cov)
+	}))
+	defer srv.Close()
+	code, stdout, stderr := run("doctor", "--tls", srv.URL+"/")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"42", "nginx", "libssl.so.3 (openssl 3)", "envoy", "false", "NOT /usr/local/bin/envoy: no SSL symbols",
+		"processes covered 1, not covered (no symbols) 1"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	code, _, stderr = run("doctor", "--tls", srv.URL+"/nothing-here")
+	if code == 0 || !strings.Contains(stderr, "404") {
+		t.Errorf("bad agent URL: exit %d, %s", code, stderr)
 	}
 }

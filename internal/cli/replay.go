@@ -6,7 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
 
+	"github.com/sightline-io/sightline/agent/tlstrack"
 	"github.com/sightline-io/sightline/doctor"
 	"github.com/sightline-io/sightline/replay"
 )
@@ -61,13 +65,18 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("doctor", "[--format text|json]",
+	fs := newFlagSet("doctor", "[--format text|json] [--tls AGENT_URL]",
 		"Probes what this kernel offers (BTF, tracefs, syscall and raw tracepoints, kprobes, fentry, uprobes,\n"+
 			"perf events, ring buffer, AF_PACKET, cgroup v2, lockdown) and which Sightline features each enables.\n"+
 			"Exits 1 when socket capture cannot work, naming the reason.", stderr)
 	format := fs.String("format", "text", "output format: text or json")
+	tlsURL := fs.String("tls", "", "instead, print which processes a running agent decrypts TLS for, and why not: its base URL "+
+		"(the --metrics-listen address of `sightline agent`, or the API of `sightline up`, e.g. http://127.0.0.1:7070)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *tlsURL != "" {
+		return printTLSCoverage(ctx, *tlsURL, *format, stdout, stderr)
 	}
 	rep := doctor.Run(ctx)
 	var err error
@@ -90,4 +99,55 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return exitError{code: 1}
 	}
 	return nil
+}
+
+// printTLSCoverage fetches GET /debug/tls from a running agent and prints it.
+func printTLSCoverage(ctx context.Context, base, format string, stdout, stderr io.Writer) error {
+	if format != "text" && format != "json" {
+		fmt.Fprintf(stderr, "sightline doctor: unknown --format %q\n", format)
+		return errUsage
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/debug/tls", nil)
+	if err != nil {
+		return fmt.Errorf("tls coverage: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("tls coverage: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("tls coverage: read: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("tls coverage: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	if format == "json" {
+		_, err := stdout.Write(body)
+		return err
+	}
+	var cov tlstrack.Coverage
+	if err := json.Unmarshal(body, &cov); err != nil {
+		return fmt.Errorf("tls coverage: decode: %w", err)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PID\tCOMM\tCOVERED\tLIBRARIES / REASONS")
+	for _, p := range cov.Processes {
+		var what []string
+		for _, l := range p.Libraries {
+			what = append(what, fmt.Sprintf("%s (%s %s)", l.Path, l.Kind, l.Version))
+		}
+		for _, f := range p.Uncovered {
+			what = append(what, fmt.Sprintf("NOT %s: %s", f.Path, f.Reason))
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%v\t%s\n", p.PID, p.Comm, p.Covered, strings.Join(what, "; "))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	st := cov.Stats
+	_, err = fmt.Fprintf(stdout, "files probed %d, processes covered %d, not covered (no symbols) %d, inspect failed %d, attach failed %d, limit reached %d\n",
+		st.Files, st.Processes, st.NoSymbols, st.InspectFailed, st.AttachFailed, st.LimitReached)
+	return err
 }
