@@ -81,6 +81,17 @@ type Segment struct {
 // Gap reports how many bytes of the segment were not captured.
 func (s *Segment) Gap() int { return s.Len - len(s.Data) }
 
+// SeqAt is the TCP sequence number of the message starting at Data[off].
+// TLS plaintext has no byte-wise mapping to the wire: a message inside it
+// carries the sequence of the record the segment came from. 0 stays 0
+// (unknown).
+func (s *Segment) SeqAt(off int) uint32 {
+	if s.TLS || s.TCPSeq == 0 {
+		return s.TCPSeq
+	}
+	return s.TCPSeq + uint32(off)
+}
+
 // Closed tells the protocol layer that a connection ended.
 type Closed struct {
 	ConnID uint64

@@ -373,7 +373,7 @@ func (d *direction) begin(seg *capture.Segment, off int) {
 		coroutine:      seg.Coroutine,
 	}
 	if seg.TCPSeq != 0 {
-		d.first.tcpSeq = seg.TCPSeq + uint32(off)
+		d.first.tcpSeq = seg.SeqAt(off)
 	}
 }
 

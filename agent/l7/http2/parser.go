@@ -193,7 +193,7 @@ func (d *dirState) skipPreface(seg *capture.Segment) *capture.Segment {
 		return nil
 	}
 	rest := *seg
-	rest.Data, rest.Len, rest.TCPSeq = data[n:], seg.Len-n, seg.TCPSeq+uint32(n)
+	rest.Data, rest.Len, rest.TCPSeq = data[n:], seg.Len-n, seg.SeqAt(n)
 	return &rest
 }
 

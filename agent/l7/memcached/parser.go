@@ -165,7 +165,7 @@ func (p *Parser) step(d *direction, seg *capture.Segment, off int, emit func(*l7
 		d.inMsg = true
 		d.first = *seg
 		d.first.Data = nil
-		d.firstSeq = seg.TCPSeq + uint32(off)
+		d.firstSeq = seg.SeqAt(off)
 		d.wire, d.seen, d.hits, d.statLine, d.single, d.msg = 0, 0, 0, false, false, nil
 	}
 	if d.dataLeft > 0 {

@@ -149,7 +149,7 @@ func (p *Parser) step(d *direction, seg *capture.Segment, off int, emit func(*l7
 		d.inMsg = true
 		d.first = *seg
 		d.first.Data = nil
-		d.firstSeq = seg.TCPSeq + uint32(off)
+		d.firstSeq = seg.SeqAt(off)
 		d.wire, d.seen, d.msg, d.hdrWant, d.reply = 0, 0, nil, false, false
 		d.hdr = d.hdr[:0]
 	}

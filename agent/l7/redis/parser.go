@@ -195,7 +195,7 @@ func (p *Parser) begin(d *direction, seg *capture.Segment, off int) {
 	d.top, d.elem, d.inline = 0, 0, false
 	d.first = *seg
 	d.first.Data = nil
-	d.firstSeq = seg.TCPSeq + uint32(off)
+	d.firstSeq = seg.SeqAt(off)
 	d.wire, d.seen = 0, 0
 	d.args, d.nargs, d.total = d.args[:0], 0, 0
 	d.errText = d.errText[:0]

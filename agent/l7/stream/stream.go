@@ -142,7 +142,7 @@ func (b *Buffer) Feed(seg *capture.Segment, frameLen FrameLen, fn func(*Frame) b
 		if inBuf {
 			f.Start, f.TCPSeq = &b.first, b.firstSeq
 		} else {
-			f.Start, f.TCPSeq = cur, seg.TCPSeq+uint32(off)
+			f.Start, f.TCPSeq = cur, seg.SeqAt(off)
 		}
 		switch {
 		case n == 0 || (n > len(head) && gap == 0 && len(head) < b.max()):

@@ -113,9 +113,9 @@ func TestBuffer(t *testing.T) {
 		{
 			name: "frame longer than the buffer limit",
 			max:  6,
-			segs: []capture.Segment{seg(0, 1, cat(frame("0123456789"), frame("k")), 0)},
+			segs: []capture.Segment{seg(100, 1, cat(frame("0123456789"), frame("k")), 0)},
 			// Not buffered (one segment holds it all): delivered whole.
-			want: []got{{"0123456789", 0, 0, time.Unix(1, 0)}, {"k", 0, 12, time.Unix(1, 0)}},
+			want: []got{{"0123456789", 0, 100, time.Unix(1, 0)}, {"k", 0, 112, time.Unix(1, 0)}},
 		},
 		{
 			name: "buffered frame longer than the limit is truncated at it",
