@@ -776,8 +776,9 @@ struct tls_call {
 	__u8 dir;
 	__u8 kind;      /* enum tls_kind */
 	__u8 has_seq;
-	__u8 rec_seq;   /* tcp_seq is a record header's (ingress) */
-	__u8 _pad[4];
+	__u8 entry_seq; /* Go Read: tcp_seq computed at entry from its buffers */
+	__u8 last_seq;  /* Go Read: continues the record of the previous Read */
+	__u8 _pad[3];
 };
 
 struct {
@@ -790,7 +791,9 @@ struct {
 struct tls_sock {
 	__u64 sk;
 	__s32 fd;
-	__u32 _pad;
+	__u32 rx_seq; /* tcp_seq of the latest read call's record */
+	__u8 has_rx;
+	__u8 _pad[7];
 };
 
 /* Socket of each TLS object, learned from the syscalls of its earlier calls:
@@ -810,17 +813,6 @@ struct {
 	__type(key, __u32); /* tgid */
 	__type(value, __u8);
 } go_tls_procs SEC(".maps");
-
-/* Per socket: where the last application-data record began among bytes a
- * Go process read outside any TLS call (its handshake reads whatever has
- * arrived, often the first request too): the sequence of a later call
- * served from that buffer. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64); /* struct sock pointer */
-	__type(value, __u32);
-} tls_rx SEC(".maps");
 
 /* With tls_filter: the processes whose TLS calls are decrypted. */
 struct {
@@ -875,7 +867,9 @@ static __always_inline struct tls_call *tls_call_now(__u64 pid_tgid)
  * keep the first syscall's sequence (the record starts there). Reads keep
  * the last one that starts with an application-data record header: OpenSSL
  * reads a record's header, then its body, and a read may first go through
- * records that carry no data (TLS 1.3 session tickets). */
+ * records that carry no data (TLS 1.3 session tickets). A sequence Go's
+ * Read computed at entry from its buffers is replaced only by such a
+ * header: a read that continues a record read ahead starts mid-record. */
 static __always_inline void tls_note(struct tls_call *c, __u64 sk, int fd, __u8 dir, __u32 seq, bool seq_ok,
 				     __u64 first_buf)
 {
@@ -884,15 +878,14 @@ static __always_inline void tls_note(struct tls_call *c, __u64 sk, int fd, __u8 
 	if (c->sk && c->sk != sk)
 		return;
 	bool first = !c->sk;
-	if (first && dir == DIR_INGRESS)
-		bpf_map_delete_elem(&tls_rx, &sk);
 	c->sk = sk;
 	c->fd = fd;
 	if (!seq_ok)
 		return;
-	if (first) {
+	if (first && !c->entry_seq) {
 		c->tcp_seq = seq;
 		c->has_seq = 1;
+		c->last_seq = 0;
 	}
 	if (dir == DIR_INGRESS && first_buf) {
 		__u8 hdr[3] = {};
@@ -900,34 +893,8 @@ static __always_inline void tls_note(struct tls_call *c, __u64 sk, int fd, __u8 
 		    hdr[1] == 0x03 && hdr[2] == 0x03) {
 			c->tcp_seq = seq;
 			c->has_seq = 1;
-			c->rec_seq = 1;
+			c->last_seq = 0;
 		}
-	}
-}
-
-/* Bytes a Go process read from a TLS socket outside a TLS call: remember
- * where the last application-data record among them began (see tls_rx). */
-static __always_inline void tls_rx_note(__u64 sk, __u64 buf, __u32 bytes, __u32 seq)
-{
-	__u32 off = 0, last = 0;
-	bool found = false;
-	for (int i = 0; i < 6; i++) {
-		if (off + 5 > bytes)
-			break;
-		__u8 hdr[5];
-		if (bpf_probe_read_user(hdr, sizeof(hdr), (void *)(buf + off)))
-			break;
-		if (hdr[1] != 0x03)
-			break; /* not at a record boundary */
-		if (hdr[0] == 0x17) {
-			last = off;
-			found = true;
-		}
-		off += 5 + (((__u32)hdr[3] << 8) | hdr[4]);
-	}
-	if (found) {
-		__u32 at = seq + last;
-		bpf_map_update_elem(&tls_rx, &sk, &at, BPF_ANY);
 	}
 }
 
@@ -959,12 +926,6 @@ static __always_inline int exit_io(__u32 syscall, long ret)
 	struct sock_state *ss = get_sock_state((__u64)sk);
 	struct tls_call *tc = tls_call_now(id);
 	if (ss && ss->l7_state == L7_SKIP && !tc) {
-		__u32 tgid = id >> 32;
-		if (tls_on && io.dir == DIR_INGRESS && io.kind == IO_BUF && l4 == IPPROTO_TCP &&
-		    (bpf_map_lookup_elem(&go_tls_procs, &tgid) || bpf_map_lookup_elem(&go_procs, &tgid))) {
-			struct tcp_sock *tp = (struct tcp_sock *)sk;
-			tls_rx_note((__u64)sk, io.buf, (__u32)ret, BPF_CORE_READ(tp, copied_seq) - (__u32)ret);
-		}
 		count(CNT_L7_SKIPPED);
 		return 0;
 	}
@@ -1967,35 +1928,44 @@ static __always_inline int tls_emit(struct tls_call *c, __u64 buf, __u32 n, __u6
 {
 	__u32 tgid = pid_tgid >> 32;
 	struct tls_key ok = { .a = tgid, .b = c->obj };
+	struct tls_sock *known = bpf_map_lookup_elem(&tls_socks, &ok);
 	__u64 sk = c->sk;
 	int fd = c->fd;
-	if (sk) {
-		/* Learned from this call's syscall: remember it for calls served
-		 * from the library's buffer. */
-		struct tls_sock ts = { .sk = sk, .fd = fd };
-		bpf_map_update_elem(&tls_socks, &ok, &ts, BPF_ANY);
-	} else if (fd >= 0) {
+	if (!sk && fd >= 0) {
 		__u16 fam = 0;
 		__u8 l4 = 0;
 		sk = (__u64)fd_to_sock(fd, &fam, &l4);
-	} else {
-		struct tls_sock *ts = bpf_map_lookup_elem(&tls_socks, &ok);
-		if (ts) {
-			sk = ts->sk;
-			fd = ts->fd;
-		}
+	}
+	if (!sk && known) {
+		/* A call served from the library's buffer made no syscall. */
+		sk = known->sk;
+		fd = known->fd;
 	}
 	if (!sk) {
 		count(CNT_TLS_NO_SOCKET);
 		return 0;
 	}
-	if (!c->has_seq && c->dir == DIR_INGRESS) {
-		__u32 *at = bpf_map_lookup_elem(&tls_rx, &sk);
-		if (at) {
-			c->tcp_seq = *at;
+	if (c->dir == DIR_INGRESS) {
+		/* A read without a syscall of its own, or a Go Read that continues
+		 * the previous record, delivers more of the latest record read. */
+		if ((!c->has_seq || c->last_seq) && known && known->sk == sk && known->has_rx) {
+			c->tcp_seq = known->rx_seq;
 			c->has_seq = 1;
-			bpf_map_delete_elem(&tls_rx, &sk);
+		} else if (c->last_seq) {
+			c->has_seq = 0;
 		}
+	}
+	if (!known || known->sk != sk || (c->dir == DIR_INGRESS && c->has_seq)) {
+		struct tls_sock ts = { .sk = sk, .fd = fd };
+		if (known && known->sk == sk) {
+			ts.rx_seq = known->rx_seq;
+			ts.has_rx = known->has_rx;
+		}
+		if (c->dir == DIR_INGRESS && c->has_seq) {
+			ts.rx_seq = c->tcp_seq;
+			ts.has_rx = 1;
+		}
+		bpf_map_update_elem(&tls_socks, &ok, &ts, BPF_ANY);
 	}
 	struct sock *s_k = (struct sock *)sk;
 	__u16 family = BPF_CORE_READ(s_k, __sk_common.skc_family);
@@ -2112,10 +2082,11 @@ int ssl_return(struct pt_regs *ctx)
 }
 
 /* Entry of crypto/tls.(*Conn).Read and Write (Go register ABI: RAX = c,
- * RBX = b.ptr, RCX = b.len). The cookie packs the offsets from c to its
- * file descriptor, 16 bits each: c.conn (a net.Conn interface), the
- * *net.netFD in the *net.TCPConn, its poll.FD, and poll.FD.Sysfd; bit 63
- * set for Write. A conn that is not a *net.TCPConn (a wrapper) yields a
+ * RBX = b.ptr, RCX = b.len). The cookie packs struct offsets (see
+ * socktrace.goTLSCookie): c.conn (a net.Conn interface) [0,12), the
+ * *net.netFD in the *net.TCPConn [12,20), its poll.FD [20,28),
+ * poll.FD.Sysfd [28,36), c.rawInput [36,48), c.input [48,60); bit 63 set
+ * for Write. A conn that is not a *net.TCPConn (a wrapper) yields a
  * descriptor that fd_to_sock rejects or none, and the syscall made during
  * the call names the socket instead. */
 SEC("uprobe")
@@ -2144,12 +2115,40 @@ int go_tls_enter(struct pt_regs *ctx)
 	};
 	__u64 data = 0, netfd = 0;
 	__s64 sysfd = -1;
-	if (!bpf_probe_read_user(&data, sizeof(data), (void *)(c.obj + (cookie & 0xffff) + 8)) && data &&
-	    !bpf_probe_read_user(&netfd, sizeof(netfd), (void *)(data + ((cookie >> 16) & 0xffff))) && netfd &&
+	if (!bpf_probe_read_user(&data, sizeof(data), (void *)(c.obj + (cookie & 0xfff) + 8)) && data &&
+	    !bpf_probe_read_user(&netfd, sizeof(netfd), (void *)(data + ((cookie >> 12) & 0xff))) && netfd &&
 	    !bpf_probe_read_user(&sysfd, sizeof(sysfd),
-				 (void *)(netfd + ((cookie >> 32) & 0xffff) + ((cookie >> 48) & 0x7fff))) &&
+				 (void *)(netfd + ((cookie >> 20) & 0xff) + ((cookie >> 28) & 0xff))) &&
 	    sysfd >= 0 && sysfd < (1 << 24))
 		c.fd = (__s32)sysfd;
+	__u64 raw_off = (cookie >> 36) & 0xfff, in_off = (cookie >> 48) & 0xfff;
+	if (c.dir == DIR_INGRESS && c.fd >= 0 && raw_off && in_off) {
+		/* Where the plaintext this Read returns was on the wire. Plaintext
+		 * left in c.input continues the previous Read's record. Else Read
+		 * decrypts the next record, which starts at the first ciphertext
+		 * byte not yet used: rawInput's unread bytes end at copied_seq.
+		 * This covers records the handshake read ahead. */
+		/* bytes.Reader.i and bytes.Buffer.off at 24, after the slice (the
+		 * loader checks them): */
+		__u64 in[4] = {}; /* bytes.Reader: s.ptr, len(s), cap(s), i */
+		__u64 raw[4] = {}; /* bytes.Buffer: buf.ptr, len(buf), cap(buf), off */
+		if (!bpf_probe_read_user(in, sizeof(in), (void *)(c.obj + in_off)) &&
+		    !bpf_probe_read_user(raw, sizeof(raw), (void *)(c.obj + raw_off))) {
+			if (in[1] > in[3]) {
+				c.last_seq = 1;
+			} else if (raw[1] >= raw[3] && raw[1] - raw[3] < (1 << 24)) {
+				__u16 fam = 0;
+				__u8 l4 = 0;
+				struct sock *sk = fd_to_sock(c.fd, &fam, &l4);
+				if (sk && l4 == IPPROTO_TCP) {
+					struct tcp_sock *tp = (struct tcp_sock *)sk;
+					c.tcp_seq = BPF_CORE_READ(tp, copied_seq) - (__u32)(raw[1] - raw[3]);
+					c.has_seq = 1;
+					c.entry_seq = 1;
+				}
+			}
+		}
+	}
 	struct tls_key k = { .a = (__u64)tgid | GO_TLS_KEY, .b = g };
 	if (bpf_map_update_elem(&tls_calls, &k, &c, BPF_ANY))
 		count(CNT_TLS_CALL_FAIL);

@@ -23,6 +23,12 @@ type Offsets struct {
 	NetConnFD     uint64 // net.conn.fd (*netFD); embedded first in net.TCPConn
 	NetFDPfd      uint64 // net.netFD.pfd (internal/poll.FD)
 	PollFDSysfd   uint64 // internal/poll.FD.Sysfd (int)
+	// The TLS read buffers: Read decrypts records from rawInput (ciphertext
+	// read ahead) into input (plaintext of the current record).
+	TLSConnRawInput uint64 // crypto/tls.Conn.rawInput (bytes.Buffer)
+	TLSConnInput    uint64 // crypto/tls.Conn.input (bytes.Reader)
+	BytesBufferOff  uint64 // bytes.Buffer.off (int; buf []byte is at 0)
+	BytesReaderI    uint64 // bytes.Reader.i (int64; s []byte is at 0)
 
 	// Source says where the values came from: "dwarf", "table go1.N" or
 	// "dwarf+table go1.N" (types the program does not use have no DWARF).
@@ -51,6 +57,10 @@ func fields() []field {
 		{"net.conn", "fd", func(o *Offsets) *uint64 { return &o.NetConnFD }},
 		{"net.netFD", "pfd", func(o *Offsets) *uint64 { return &o.NetFDPfd }},
 		{"internal/poll.FD", "Sysfd", func(o *Offsets) *uint64 { return &o.PollFDSysfd }},
+		{"crypto/tls.Conn", "rawInput", func(o *Offsets) *uint64 { return &o.TLSConnRawInput }},
+		{"crypto/tls.Conn", "input", func(o *Offsets) *uint64 { return &o.TLSConnInput }},
+		{"bytes.Buffer", "off", func(o *Offsets) *uint64 { return &o.BytesBufferOff }},
+		{"bytes.Reader", "i", func(o *Offsets) *uint64 { return &o.BytesReaderI }},
 	}
 }
 
@@ -80,6 +90,12 @@ func tableOffsets(minor int) (Offsets, bool) {
 			NetConnFD:     0,
 			NetFDPfd:      0,
 			PollFDSysfd:   16,
+			// Checked against DWARF of a go1.26.8 binary that uses
+			// crypto/tls and bytes.Buffer.
+			TLSConnRawInput: 672,
+			TLSConnInput:    712,
+			BytesBufferOff:  24,
+			BytesReaderI:    24,
 		}, true
 	}
 	return Offsets{}, false

@@ -173,21 +173,22 @@ type socketTraceThreadState struct {
 }
 
 type socketTraceTlsCall struct {
-	_       structs.HostLayout
-	Buf     uint64
-	Out     uint64
-	Obj     uint64
-	Sk      uint64
-	EnterNs uint64
-	StackLo uint64
-	StackHi uint64
-	Fd      int32
-	TcpSeq  uint32
-	Dir     uint8
-	Kind    uint8
-	HasSeq  uint8
-	RecSeq  uint8
-	Pad     [4]uint8
+	_        structs.HostLayout
+	Buf      uint64
+	Out      uint64
+	Obj      uint64
+	Sk       uint64
+	EnterNs  uint64
+	StackLo  uint64
+	StackHi  uint64
+	Fd       int32
+	TcpSeq   uint32
+	Dir      uint8
+	Kind     uint8
+	HasSeq   uint8
+	EntrySeq uint8
+	LastSeq  uint8
+	Pad      [3]uint8
 }
 
 type socketTraceTlsKey struct {
@@ -197,10 +198,12 @@ type socketTraceTlsKey struct {
 }
 
 type socketTraceTlsSock struct {
-	_   structs.HostLayout
-	Sk  uint64
-	Fd  int32
-	Pad uint32
+	_     structs.HostLayout
+	Sk    uint64
+	Fd    int32
+	RxSeq uint32
+	HasRx uint8
+	Pad   [7]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -230,7 +233,6 @@ const (
 	socketTraceMapThreadStates    = "thread_states"
 	socketTraceMapTlsCalls        = "tls_calls"
 	socketTraceMapTlsPids         = "tls_pids"
-	socketTraceMapTlsRx           = "tls_rx"
 	socketTraceMapTlsSocks        = "tls_socks"
 	socketTraceMapTracedPids      = "traced_pids"
 	socketTraceProgEnterClose     = "enter_close"
@@ -391,7 +393,6 @@ type socketTraceMapSpecs struct {
 	ThreadStates    *ebpf.MapSpec `ebpf:"thread_states"`
 	TlsCalls        *ebpf.MapSpec `ebpf:"tls_calls"`
 	TlsPids         *ebpf.MapSpec `ebpf:"tls_pids"`
-	TlsRx           *ebpf.MapSpec `ebpf:"tls_rx"`
 	TlsSocks        *ebpf.MapSpec `ebpf:"tls_socks"`
 	TracedPids      *ebpf.MapSpec `ebpf:"traced_pids"`
 }
@@ -450,7 +451,6 @@ type socketTraceMaps struct {
 	ThreadStates    *ebpf.Map `ebpf:"thread_states"`
 	TlsCalls        *ebpf.Map `ebpf:"tls_calls"`
 	TlsPids         *ebpf.Map `ebpf:"tls_pids"`
-	TlsRx           *ebpf.Map `ebpf:"tls_rx"`
 	TlsSocks        *ebpf.Map `ebpf:"tls_socks"`
 	TracedPids      *ebpf.Map `ebpf:"traced_pids"`
 }
@@ -480,7 +480,6 @@ func (m *socketTraceMaps) Close() error {
 		m.ThreadStates,
 		m.TlsCalls,
 		m.TlsPids,
-		m.TlsRx,
 		m.TlsSocks,
 		m.TracedPids,
 	)

@@ -601,23 +601,39 @@ func (t *Tracer) AttachSSL(path string, p SSLProbes) (io.Closer, error) {
 
 // GoTLSProbes locate crypto/tls.(*Conn).Read and Write in one Go executable:
 // entry and RET-instruction file offsets (Go binaries never get uretprobes),
-// and the struct offsets that lead from a *tls.Conn to its file descriptor
-// (agent/goinfo: TLSConnConn, NetConnFD, NetFDPfd, PollFDSysfd).
+// and the struct offsets (agent/goinfo.Offsets) that lead from a *tls.Conn
+// to its file descriptor and to its read buffers.
 type GoTLSProbes struct {
 	Read, Write                                uint64
 	ReadReturns, WriteReturns                  []uint64
 	ConnConn, NetConnFD, NetFDPfd, PollFDSysfd uint64
+	// RawInput and Input are crypto/tls.Conn.rawInput and .input (0: not
+	// known; reads then take their TCP sequence from syscalls only).
+	// BytesBufferOff and BytesReaderI must be 24 when known, as the probes
+	// assume (stable since Go 1.0).
+	RawInput, Input, BytesBufferOff, BytesReaderI uint64
 }
 
 // goTLSCookie packs the struct offsets into the uprobe cookie, so the probes
-// need no per-process registration: 16 bits each.
+// need no per-process registration (layout in bpf/socket_trace.c,
+// go_tls_enter).
 func goTLSCookie(p GoTLSProbes, write bool) (uint64, error) {
-	for _, o := range []uint64{p.ConnConn, p.NetConnFD, p.NetFDPfd, p.PollFDSysfd} {
-		if o > 0x7fff {
-			return 0, fmt.Errorf("socktrace: go tls struct offset %d too large", o)
+	for _, f := range []struct {
+		name string
+		v    uint64
+		bits uint
+	}{{"conn", p.ConnConn, 12}, {"net.conn.fd", p.NetConnFD, 8}, {"netFD.pfd", p.NetFDPfd, 8},
+		{"poll.FD.Sysfd", p.PollFDSysfd, 8}, {"rawInput", p.RawInput, 12}, {"input", p.Input, 12}} {
+		if f.v >= 1<<f.bits {
+			return 0, fmt.Errorf("socktrace: go tls offset %s = %d does not fit %d bits", f.name, f.v, f.bits)
 		}
 	}
-	c := p.ConnConn | p.NetConnFD<<16 | p.NetFDPfd<<32 | p.PollFDSysfd<<48
+	for _, v := range []uint64{p.BytesBufferOff, p.BytesReaderI} {
+		if v != 0 && v != 24 {
+			return 0, fmt.Errorf("socktrace: bytes.Buffer.off/bytes.Reader.i at %d, the probes expect 24", v)
+		}
+	}
+	c := p.ConnConn | p.NetConnFD<<12 | p.NetFDPfd<<20 | p.PollFDSysfd<<28 | p.RawInput<<36 | p.Input<<48
 	if write {
 		c |= 1 << 63
 	}

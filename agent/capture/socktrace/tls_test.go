@@ -119,16 +119,12 @@ func TestTLSPlaintext(t *testing.T) {
 		t.Fatal(err)
 	}
 	goLinks, err := tr.AttachGoTLS(self, GoTLSProbes{Read: rd.Offset, Write: wr.Offset, ReadReturns: rd.Returns,
-		WriteReturns: wr.Returns, ConnConn: o.TLSConnConn, NetConnFD: o.NetConnFD, NetFDPfd: o.NetFDPfd, PollFDSysfd: o.PollFDSysfd})
+		WriteReturns: wr.Returns, ConnConn: o.TLSConnConn, NetConnFD: o.NetConnFD, NetFDPfd: o.NetFDPfd, PollFDSysfd: o.PollFDSysfd,
+		RawInput: o.TLSConnRawInput, Input: o.TLSConnInput, BytesBufferOff: o.BytesBufferOff, BytesReaderI: o.BytesReaderI})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer goLinks.Close()
-	// As gotrack does for every Go process (the kernel then looks for TLS
-	// records its handshake read ahead).
-	if err := tr.RegisterGoProcess(uint32(os.Getpid()), GoProc{}); err != nil {
-		t.Fatal(err)
-	}
 
 	ln, err := tls.Listen("tcp4", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{selfSignedTLS(t)}})
 	if err != nil {
