@@ -515,6 +515,14 @@ func (h handler) ProcessExec(pid uint32) {
 	}
 }
 
+// ProcessFork lets TLS tracking cover a forked child (nginx workers) at once:
+// it maps its parent's libraries.
+func (h handler) ProcessFork(_, child uint32) {
+	if h.a.tlsTrack != nil {
+		h.a.tlsTrack.ProcessExec(child)
+	}
+}
+
 func (h handler) ProcessExit(pid uint32) {
 	h.a.procs.Forget(pid)
 	if h.a.goTrack != nil {

@@ -15,6 +15,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_tracing.h>
 
 #include "socket_trace.h"
 
@@ -1381,6 +1382,34 @@ int sched_exit(void *ctx)
 	h.enter_ns = bpf_ktime_get_ns();
 	h.exit_ns = h.enter_ns;
 	bpf_get_current_comm(h.comm, sizeof(h.comm));
+	emit_header(&h);
+	return 0;
+}
+
+/* A new process (fork without exec: nginx workers, PostgreSQL backends)
+ * shares its parent's mapped TLS libraries, so it inherits the parent's TLS
+ * allowance at once; user space hears of it to report its coverage. Threads
+ * (same tgid) are not reported. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(sched_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = BPF_CORE_READ(parent, tgid);
+	__u32 ctgid = BPF_CORE_READ(child, tgid);
+	if (ctgid == ptgid || !should_trace(ptgid))
+		return 0;
+	if (tls_filter && bpf_map_lookup_elem(&tls_pids, &ptgid)) {
+		__u8 one = 1;
+		bpf_map_update_elem(&tls_pids, &ctgid, &one, BPF_ANY);
+	}
+	if (!tls_on)
+		return 0;
+	struct event_header h = {};
+	h.type = EVENT_FORK;
+	h.pid = ctgid;
+	h.tid = BPF_CORE_READ(child, pid);
+	h.fd = ptgid;
+	h.enter_ns = bpf_ktime_get_ns();
+	h.exit_ns = h.enter_ns;
 	emit_header(&h);
 	return 0;
 }

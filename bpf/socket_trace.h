@@ -19,6 +19,7 @@ enum event_type {
 	EVENT_CLOSE = 3,
 	EVENT_EXEC = 4,
 	EVENT_EXIT = 5,
+	EVENT_FORK = 6, /* a new process (not thread): pid = child, fd = parent */
 };
 
 enum direction {

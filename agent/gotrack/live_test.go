@@ -135,6 +135,7 @@ func (r *recorder) Closed(capture.Closed)         {}
 func (r *recorder) ConnOpened(socktrace.ConnInfo) {}
 func (r *recorder) ProcessExec(uint32)            {}
 func (r *recorder) ProcessExit(uint32)            {}
+func (r *recorder) ProcessFork(_, _ uint32)       {}
 
 func (r *recorder) find(re *regexp.Regexp, dir capture.Direction) map[string]capture.Segment {
 	r.mu.Lock()

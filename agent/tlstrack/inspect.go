@@ -176,6 +176,7 @@ func inspectGo(path, version string) inspection {
 		Read: rd.Body, Write: wr.Body,
 		ReadReturns: rd.Returns, WriteReturns: wr.Returns,
 		ConnConn: off.TLSConnConn, NetConnFD: off.NetConnFD, NetFDPfd: off.NetFDPfd, PollFDSysfd: off.PollFDSysfd,
+		RawInput: off.TLSConnRawInput, Input: off.TLSConnInput, BytesBufferOff: off.BytesBufferOff, BytesReaderI: off.BytesReaderI,
 	}
 	return in
 }

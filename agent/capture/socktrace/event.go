@@ -17,6 +17,7 @@ const (
 	eventClose = 3
 	eventExec  = 4
 	eventExit  = 5
+	eventFork  = 6
 
 	dirEgress  = 0
 	dirIngress = 1

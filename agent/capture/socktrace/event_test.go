@@ -128,6 +128,7 @@ func (n *nopHandler) Segment(*capture.Segment) { n.segs++ }
 func (n *nopHandler) Closed(capture.Closed)    { n.other++ }
 func (n *nopHandler) ConnOpened(ConnInfo)      { n.other++ }
 func (n *nopHandler) ProcessExec(uint32)       { n.other++ }
+func (n *nopHandler) ProcessFork(_, _ uint32)  { n.other++ }
 func (n *nopHandler) ProcessExit(uint32)       { n.other++ }
 
 func TestDispatch(t *testing.T) {
@@ -277,6 +278,12 @@ func TestHookTableCoversProgram(t *testing.T) {
 		if want := "tracepoint/" + h.group + "/" + h.name; p.SectionName != want {
 			t.Errorf("program %s is in section %s, hook table says %s", h.prog, p.SectionName, want)
 		}
+	}
+	for _, name := range btfHooks {
+		if p, ok := spec.Programs[name]; !ok || !strings.HasPrefix(p.SectionName, "tp_btf/") {
+			t.Errorf("btf hook %s: not a tp_btf program", name)
+		}
+		seen[name] = true
 	}
 	for name, p := range spec.Programs {
 		if p.SectionName == "uprobe" || p.SectionName == "uretprobe" {

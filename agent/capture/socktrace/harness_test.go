@@ -23,6 +23,7 @@ type recorder struct {
 	conns    []ConnInfo
 	execs    []uint32
 	exits    []uint32
+	forks    [][2]uint32
 	changed  chan struct{}
 	keepData func(*capture.Segment) bool // nil keeps all
 }
@@ -65,6 +66,13 @@ func (r *recorder) ConnOpened(c ConnInfo) {
 func (r *recorder) ProcessExec(pid uint32) {
 	r.mu.Lock()
 	r.execs = append(r.execs, pid)
+	r.mu.Unlock()
+	r.notify()
+}
+
+func (r *recorder) ProcessFork(parent, child uint32) {
+	r.mu.Lock()
+	r.forks = append(r.forks, [2]uint32{parent, child})
 	r.mu.Unlock()
 	r.notify()
 }

@@ -40,6 +40,9 @@ type Handler interface {
 	// ProcessExec and ProcessExit let caches keyed by pid be invalidated.
 	ProcessExec(pid uint32)
 	ProcessExit(pid uint32)
+	// ProcessFork reports a new process (fork without exec yet): it shares
+	// its parent's mappings. Only sent while TLS capture is on.
+	ProcessFork(parent, child uint32)
 }
 
 // Stats are the tracer's counters since New.
@@ -70,6 +73,7 @@ type Stats struct {
 	Closed       uint64
 	Execs        uint64
 	Exits        uint64
+	Forks        uint64
 	DecodeErrors uint64
 }
 
@@ -79,7 +83,7 @@ func (s Stats) KernelDrops() uint64 {
 }
 
 type userStats struct {
-	eventsRead, segments, connOpened, closed, execs, exits, decodeErrors atomic.Uint64
+	eventsRead, segments, connOpened, closed, execs, exits, forks, decodeErrors atomic.Uint64
 }
 
 // Stats reads the kernel counters and the user-space counters. A kernel
@@ -92,6 +96,7 @@ func (t *Tracer) Stats() Stats {
 		Closed:       t.stats.closed.Load(),
 		Execs:        t.stats.execs.Load(),
 		Exits:        t.stats.exits.Load(),
+		Forks:        t.stats.forks.Load(),
 		DecodeErrors: t.stats.decodeErrors.Load(),
 	}
 	// Order of enum counter in bpf/socket_trace.h.
@@ -230,6 +235,9 @@ func (d *decoder) dispatch(b []byte, h Handler, st *userStats) error {
 		d.comms.Forget(hd.pid)
 		st.exits.Add(1)
 		h.ProcessExit(hd.pid)
+	case eventFork:
+		st.forks.Add(1)
+		h.ProcessFork(uint32(hd.fd), hd.pid)
 	default:
 		return fmt.Errorf("unknown event type %d", hd.typ)
 	}

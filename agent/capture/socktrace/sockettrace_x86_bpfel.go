@@ -273,6 +273,7 @@ const (
 	socketTraceProgGoTlsReturn    = "go_tls_return"
 	socketTraceProgSchedExec      = "sched_exec"
 	socketTraceProgSchedExit      = "sched_exit"
+	socketTraceProgSchedFork      = "sched_fork"
 	socketTraceProgSslEnter       = "ssl_enter"
 	socketTraceProgSslReturn      = "ssl_return"
 	socketTraceVarMaxPayload      = "max_payload"
@@ -362,6 +363,7 @@ type socketTraceProgramSpecs struct {
 	GoTlsReturn   *ebpf.ProgramSpec `ebpf:"go_tls_return"`
 	SchedExec     *ebpf.ProgramSpec `ebpf:"sched_exec"`
 	SchedExit     *ebpf.ProgramSpec `ebpf:"sched_exit"`
+	SchedFork     *ebpf.ProgramSpec `ebpf:"sched_fork"`
 	SslEnter      *ebpf.ProgramSpec `ebpf:"ssl_enter"`
 	SslReturn     *ebpf.ProgramSpec `ebpf:"ssl_return"`
 }
@@ -538,6 +540,7 @@ type socketTracePrograms struct {
 	GoTlsReturn   *ebpf.Program `ebpf:"go_tls_return"`
 	SchedExec     *ebpf.Program `ebpf:"sched_exec"`
 	SchedExit     *ebpf.Program `ebpf:"sched_exit"`
+	SchedFork     *ebpf.Program `ebpf:"sched_fork"`
 	SslEnter      *ebpf.Program `ebpf:"ssl_enter"`
 	SslReturn     *ebpf.Program `ebpf:"ssl_return"`
 }
@@ -582,6 +585,7 @@ func (p *socketTracePrograms) Close() error {
 		p.GoTlsReturn,
 		p.SchedExec,
 		p.SchedExit,
+		p.SchedFork,
 		p.SslEnter,
 		p.SslReturn,
 	)

@@ -148,6 +148,9 @@ var hookTable = []hook{
 	{"sched_exit", "sched", "sched_process_exit"},
 }
 
+// btfHooks are the tp_btf programs (attached by BTF id, not through tracefs).
+var btfHooks = []string{"sched_fork"}
+
 // Tracer owns the loaded eBPF objects, their links and the ring buffer reader.
 type Tracer struct {
 	cfg    Config
@@ -334,6 +337,17 @@ func (t *Tracer) attach() error {
 		l, err := link.Tracepoint(h.group, h.name, prog, nil)
 		if err != nil {
 			return fmt.Errorf("attach program %s to tracepoint %s/%s: %w", h.prog, h.group, h.name, err)
+		}
+		t.links = append(t.links, l)
+	}
+	for _, name := range btfHooks {
+		prog, ok := t.coll.Programs[name]
+		if !ok {
+			return fmt.Errorf("attach %s: program not loaded", name)
+		}
+		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+		if err != nil {
+			return fmt.Errorf("attach tp_btf program %s: %w", name, err)
 		}
 		t.links = append(t.links, l)
 	}

@@ -183,3 +183,51 @@ func TestTLSPlaintext(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// TestForkInheritsTLSAllowance: with a TLS process filter, a child forked
+// without exec (an nginx worker) is decrypted if its parent is, at once,
+// and user space hears of the fork; new threads are not reported.
+func TestForkInheritsTLSAllowance(t *testing.T) {
+	tr, rec := startTracer(t, Config{MaxPayload: testMaxPayload, TLSFilter: true})
+	sh := exec.Command("sh", "-c", "read x; sleep 2 & wait")
+	in, err := sh.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	parent := uint32(sh.Process.Pid)
+	if err := tr.AllowTLS(parent); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(in, "go\n")
+	in.Close()
+	var child uint32
+	rec.wait(t, "fork of the shell", func() bool {
+		for _, f := range rec.forks {
+			if f[0] == parent {
+				child = f[1]
+				return true
+			}
+		}
+		return false
+	})
+	var v uint8
+	if err := tr.maps.tlsPIDs.Lookup(child, &v); err != nil {
+		t.Errorf("forked child %d of an allowed parent not allowed: %v", child, err)
+	}
+	if err := sh.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.maps.tlsPIDs.Lookup(child, &v); err == nil {
+		t.Errorf("exited child %d still allowed", child)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, f := range rec.forks {
+		if f[0] == uint32(os.Getpid()) && f[1] == uint32(os.Getpid()) {
+			t.Errorf("a thread reported as a fork: %v", f)
+		}
+	}
+}
