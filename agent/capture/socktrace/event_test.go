@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/sightline-io/sightline/agent/capture"
@@ -169,6 +170,11 @@ func TestDispatch(t *testing.T) {
 		t.Errorf("bad family: %v", err)
 	}
 
+	if len(rec.closed) != 1 || len(d.lateCloses) != 1 {
+		t.Fatalf("closes: %d now, %d held", len(rec.closed), len(d.lateCloses))
+	}
+	d.flushCloses(rec, time.Now()) // not due yet
+	d.flushCloses(rec, time.Time{})
 	if len(rec.segs) != 3 || len(rec.closed) != 2 {
 		t.Fatalf("got %d segments, %d closes", len(rec.segs), len(rec.closed))
 	}

@@ -142,8 +142,10 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 			switch {
 			case errors.Is(err, ringbuf.ErrFlushed), errors.Is(err, os.ErrDeadlineExceeded):
 				if ctx.Err() != nil {
+					d.flushCloses(h, time.Time{})
 					return nil
 				}
+				d.flushCloses(h, time.Now())
 				t.reader.SetDeadline(time.Now().Add(t.cfg.PollInterval))
 				continue
 			case errors.Is(err, ringbuf.ErrClosed):
@@ -156,6 +158,7 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 			t.stats.decodeErrors.Add(1)
 			t.log.Debug("socktrace: bad event", "err", err)
 		}
+		d.flushCloses(h, time.Now())
 	}
 }
 
@@ -165,6 +168,46 @@ type decoder struct {
 	comms *bpfevent.CommCache
 	hdr   header
 	seg   capture.Segment
+	// lateCloses are closes of TLS plaintext streams held back a little:
+	// a Go Write's return probe can fire after another goroutine closed the
+	// socket (the bytes left before), and its plaintext must still reach
+	// the connection before the close does.
+	lateCloses []lateClose
+}
+
+type lateClose struct {
+	c   capture.Closed
+	due time.Time
+}
+
+const (
+	tlsCloseDelay = 100 * time.Millisecond
+	maxLateCloses = 4096
+)
+
+// deferClose hands c on after tlsCloseDelay (at once when too many wait).
+func (d *decoder) deferClose(c capture.Closed, h Handler, now time.Time) {
+	if len(d.lateCloses) >= maxLateCloses {
+		h.Closed(c)
+		return
+	}
+	d.lateCloses = append(d.lateCloses, lateClose{c: c, due: now.Add(tlsCloseDelay)})
+}
+
+// flushCloses hands on the deferred closes due by now (all of them when now
+// is zero).
+func (d *decoder) flushCloses(h Handler, now time.Time) {
+	n := 0
+	for _, lc := range d.lateCloses {
+		if !now.IsZero() && lc.due.After(now) {
+			break // in due order: appended with a constant delay
+		}
+		h.Closed(lc.c)
+		n++
+	}
+	if n > 0 {
+		d.lateCloses = append(d.lateCloses[:0], d.lateCloses[n:]...)
+	}
 }
 
 func (d *decoder) dispatch(b []byte, h Handler, st *userStats) error {
@@ -226,7 +269,7 @@ func (d *decoder) dispatch(b []byte, h Handler, st *userStats) error {
 		at := d.clock.Wall(hd.enterNs)
 		h.Closed(capture.Closed{ConnID: hd.connID(false), Time: at})
 		// The socket's TLS plaintext stream, if it had one, ends too.
-		h.Closed(capture.Closed{ConnID: hd.connID(true), Time: at})
+		d.deferClose(capture.Closed{ConnID: hd.connID(true), Time: at}, h, time.Now())
 	case eventExec:
 		d.comms.Forget(hd.pid)
 		st.execs.Add(1)
