@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -30,6 +31,7 @@ import (
 	"github.com/sightline-io/sightline/packet/decode"
 	"github.com/sightline-io/sightline/packet/pcapfile"
 	"github.com/sightline-io/sightline/server"
+	"github.com/sightline-io/sightline/server/trace"
 )
 
 // The TLS tests (issue 6) drive real TLS clients and servers (OpenSSL in
@@ -710,6 +712,38 @@ func TestTLSCurlNginxGoBackend(t *testing.T) {
 	checkWire(t, "nginx s-p", segs, rows[1])
 	checkWire(t, "nginx c-p", segs, rows[2])
 	checkWire(t, "backend s-p", segs, rows[3])
+
+	// The hops join into one trace as plaintext ones do: TCP sequence numbers
+	// across each TLS hop, nginx's request id from its TLS read to its call.
+	seed := st.query(t, fmt.Sprintf(`SELECT _id FROM l7_flow_log WHERE observation_point = 'c-p' AND server_port = %d
+		AND process_id_0 = %d AND request_resource = '%s'`, nginxPort, curl.pid(), path))
+	if len(seed) != 1 {
+		t.Fatalf("curl's span: %v", seed)
+	}
+	resp, err := http.Get(fmt.Sprintf("%s/api/v1/traces?span=%d", st.api, num(t, seed[0]["_id"])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tr trace.Trace
+	err = json.NewDecoder(resp.Body).Decode(&tr)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("trace: %s %v", resp.Status, err)
+	}
+	links := map[string]string{}
+	for _, sp := range tr.Spans {
+		links[fmt.Sprintf("%s:%d", sp.ObservationPoint, sp.ServerPort)] = string(sp.Link)
+	}
+	want := map[string]string{
+		fmt.Sprintf("c-p:%d", nginxPort):   string(trace.RuleSeed),
+		fmt.Sprintf("s-p:%d", nginxPort):   string(trace.RuleTCPSeq),
+		fmt.Sprintf("c-p:%d", backendPort): string(trace.RuleSyscall),
+		fmt.Sprintf("s-p:%d", backendPort): string(trace.RuleTCPSeq),
+	}
+	if len(tr.Spans) != 4 || !maps.Equal(links, want) {
+		b, _ := json.MarshalIndent(tr, "", " ")
+		t.Errorf("trace across the TLS hops: spans by link %v, want %v:\n%s", links, want, b)
+	}
 }
 
 // goHTTPSCase is one Go client/server pair of TestTLSGoHTTP1AndHTTP2.
