@@ -899,6 +899,71 @@ static __always_inline void tls_note(struct tls_call *c, __u64 sk, int fd, __u8 
 	}
 }
 
+/* The scratch buffer with a data event's header filled in: identity,
+ * times, tuple, counters. NULL (counted) if there is no scratch. */
+static __always_inline struct scratch *data_event(__u64 pid_tgid, int fd, __u64 enter_ns, struct sock *sk,
+						  __u16 family, __u8 l4, __u8 dir, __u32 syscall, __u32 bytes,
+						  __u32 tcp_seq, struct sock_state *ss)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct scratch *s = bpf_map_lookup_elem(&scratch_buf, &cpu);
+	if (!s) {
+		count(CNT_SCRATCH_MISS);
+		return NULL;
+	}
+	struct event_header *h = &s->h;
+	__builtin_memset(h, 0, sizeof(*h));
+	h->type = EVENT_DATA;
+	h->pid = pid_tgid >> 32;
+	h->tid = (__u32)pid_tgid;
+	h->fd = fd;
+	h->enter_ns = enter_ns;
+	h->exit_ns = bpf_ktime_get_ns();
+	h->sock = (__u64)sk;
+	h->bytes = bytes;
+	h->tcp_seq = tcp_seq;
+	h->family = family;
+	h->l4 = l4;
+	h->dir = dir;
+	h->syscall = syscall;
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+	read_tuple(sk, family, h);
+	if (ss) {
+		h->conn_uid = ss->conn_uid;
+		h->cap_seq = __sync_fetch_and_add(&ss->cap_seq, 1);
+	}
+	return s;
+}
+
+/* How many payload bytes of a bytes-long message are captured. */
+static __always_inline __u32 payload_want(__u32 bytes)
+{
+	__u32 want = bytes;
+	if (want > max_payload)
+		want = max_payload;
+	if (want > MAX_PAYLOAD_LIMIT)
+		want = MAX_PAYLOAD_LIMIT;
+	return want;
+}
+
+/* Sets the event's goroutine and request id and sends it with captured
+ * payload bytes. */
+static __always_inline void send_data_event(struct scratch *s, __u32 captured, __u64 pid_tgid, __u64 sk, __u8 dir,
+					    struct sock_state *ss)
+{
+	struct event_header *h = &s->h;
+	__u64 goid = 0;
+	__u64 key = exec_key(pid_tgid, &goid);
+	h->goid = goid;
+	/* Thread-level ids mean nothing in a Go process whose goroutines are
+	 * not tracked (threads run many goroutines in turn): none then. */
+	h->trace_id = key ? trace_id_for(key, sk, dir, sock_role(ss, sk)) : 0;
+	if (captured > MAX_PAYLOAD_LIMIT)
+		captured = MAX_PAYLOAD_LIMIT;
+	if (bpf_ringbuf_output(&events, s, sizeof(*h) + captured, rb_flags()))
+		count(CNT_RINGBUF_FULL);
+}
+
 /* A TLS ClientHello or ServerHello record. */
 static __always_inline bool tls_hello(const __u8 *d)
 {
@@ -989,42 +1054,14 @@ static __always_inline int exit_io(__u32 syscall, long ret)
 		}
 	}
 
-	__u32 cpu = bpf_get_smp_processor_id();
-	struct scratch *s = bpf_map_lookup_elem(&scratch_buf, &cpu);
-	if (!s) {
-		count(CNT_SCRATCH_MISS);
+	struct scratch *s = data_event(id, io.fd, io.enter_ns, sk, family, l4, io.dir, syscall, bytes, tcp_seq, ss);
+	if (!s)
 		return 0;
-	}
 	struct event_header *h = &s->h;
-	__builtin_memset(h, 0, sizeof(*h));
-	h->type = EVENT_DATA;
-	h->pid = id >> 32;
-	h->tid = (__u32)id;
-	h->fd = io.fd;
-	h->enter_ns = io.enter_ns;
-	h->exit_ns = bpf_ktime_get_ns();
-	h->sock = (__u64)sk;
-	h->bytes = bytes;
-	h->tcp_seq = tcp_seq;
-	h->family = family;
-	h->l4 = l4;
-	h->dir = io.dir;
-	h->syscall = syscall;
-	bpf_get_current_comm(h->comm, sizeof(h->comm));
-	read_tuple(sk, family, h);
 	if (h->rport == 0 && io.addr)
 		read_user_peer(io.addr, h);
 
-	if (ss) {
-		h->conn_uid = ss->conn_uid;
-		h->cap_seq = __sync_fetch_and_add(&ss->cap_seq, 1);
-	}
-
-	__u32 want = bytes;
-	if (want > max_payload)
-		want = max_payload;
-	if (want > MAX_PAYLOAD_LIMIT)
-		want = MAX_PAYLOAD_LIMIT;
+	__u32 want = payload_want(bytes);
 	__u32 captured = 0;
 	if (io.kind == IO_BUF) {
 		if (bpf_probe_read_user(s->data, want, (void *)io.buf) == 0)
@@ -1058,14 +1095,7 @@ static __always_inline int exit_io(__u32 syscall, long ret)
 	}
 	if (ss)
 		h->l7_hint = ss->l7_hint;
-	__u64 goid = 0;
-	__u64 key = exec_key(id, &goid);
-	h->goid = goid;
-	/* Thread-level ids mean nothing in a Go process whose goroutines are
-	 * not tracked (threads run many goroutines in turn): none then. */
-	h->trace_id = key ? trace_id_for(key, (__u64)sk, io.dir, sock_role(ss, (__u64)sk)) : 0;
-	if (bpf_ringbuf_output(&events, s, sizeof(*h) + captured, rb_flags()))
-		count(CNT_RINGBUF_FULL);
+	send_data_event(s, captured, id, (__u64)sk, io.dir, ss);
 	return 0;
 }
 
@@ -2007,54 +2037,24 @@ static __always_inline int tls_emit(struct tls_call *c, __u64 buf, __u32 n, __u6
 		count(CNT_TLS_L7_SKIPPED);
 		return 0;
 	}
-	__u32 cpu = bpf_get_smp_processor_id();
-	struct scratch *s = bpf_map_lookup_elem(&scratch_buf, &cpu);
-	if (!s) {
-		count(CNT_SCRATCH_MISS);
-		return 0;
-	}
-	struct event_header *h = &s->h;
-	__builtin_memset(h, 0, sizeof(*h));
-	h->type = EVENT_DATA;
-	h->pid = tgid;
-	h->tid = (__u32)pid_tgid;
-	h->fd = fd;
-	h->enter_ns = c->enter_ns;
-	h->exit_ns = bpf_ktime_get_ns();
-	h->sock = sk;
-	h->bytes = n;
-	h->tcp_seq = c->has_seq ? c->tcp_seq : 0;
-	h->family = family;
-	h->l4 = IPPROTO_TCP;
-	h->dir = c->dir;
-	h->flags = EVENT_FLAG_TLS;
+	__u32 syscall;
 	if (c->kind == TLS_GO)
-		h->syscall = c->dir == DIR_EGRESS ? SYS_GO_TLS_WRITE : SYS_GO_TLS_READ;
+		syscall = c->dir == DIR_EGRESS ? SYS_GO_TLS_WRITE : SYS_GO_TLS_READ;
 	else
-		h->syscall = c->dir == DIR_EGRESS ? SYS_SSL_WRITE : SYS_SSL_READ;
-	bpf_get_current_comm(h->comm, sizeof(h->comm));
-	read_tuple(s_k, family, h);
-	if (ss) {
-		h->conn_uid = ss->conn_uid;
-		h->cap_seq = __sync_fetch_and_add(&ss->cap_seq, 1);
-	}
-	__u32 want = n;
-	if (want > max_payload)
-		want = max_payload;
-	if (want > MAX_PAYLOAD_LIMIT)
-		want = MAX_PAYLOAD_LIMIT;
+		syscall = c->dir == DIR_EGRESS ? SYS_SSL_WRITE : SYS_SSL_READ;
+	struct scratch *s = data_event(pid_tgid, fd, c->enter_ns, s_k, family, IPPROTO_TCP, c->dir, syscall, n,
+				       c->has_seq ? c->tcp_seq : 0, ss);
+	if (!s)
+		return 0;
+	s->h.flags = EVENT_FLAG_TLS;
+	__u32 want = payload_want(n);
 	__u32 captured = 0;
 	if (want && bpf_probe_read_user(s->data, want, (void *)buf) == 0)
 		captured = want;
 	else if (want)
 		count(CNT_PAYLOAD_READ_FAIL);
-	h->captured = captured;
-	__u64 goid = 0;
-	__u64 key = exec_key(pid_tgid, &goid);
-	h->goid = goid;
-	h->trace_id = key ? trace_id_for(key, sk, c->dir, sock_role(ss, sk)) : 0;
-	if (bpf_ringbuf_output(&events, s, sizeof(*h) + captured, rb_flags()))
-		count(CNT_RINGBUF_FULL);
+	s->h.captured = captured;
+	send_data_event(s, captured, pid_tgid, sk, c->dir, ss);
 	return 0;
 }
 
