@@ -11,6 +11,8 @@
 //	P8  trace assembly latency (p50/p99) of a 100-span trace in stores of 1M and 10M rows, per link index.
 //	P9  trace completeness on the reference topology (`sightline demo`): hops linked / expected, false links.
 //	P10 a Go HTTP service under wrk: requests/s without the agent, with it, and with it but no goroutine probes.
+//	P11 TLS: added latency per SSL_read/SSL_write and Go Conn.Read/Write (uprobes), and HTTPS nginx under wrk,
+//	    without the agent, with bare uprobes, with the agent, and with it but --no-tls.
 package main
 
 import (
@@ -34,7 +36,7 @@ func main() {
 		return
 	}
 	bin := flag.String("bin", "bin/sightline", "sightline binary to measure")
-	only := flag.String("only", "p1,p2,p4,p5,p6,p7,p8,p9,p10", "comma-separated benchmarks to run")
+	only := flag.String("only", "p1,p2,p4,p5,p6,p7,p8,p9,p10,p11", "comma-separated benchmarks to run")
 	rounds := flag.Int("rounds", 3, "alternating with/without rounds for P1 (medians are reported)")
 	duration := flag.Duration("duration", 0, "per-round duration for P1/P2 (0 = defaults)")
 	flag.Parse()
@@ -71,6 +73,8 @@ func main() {
 			err = b.p9(ctx)
 		case "p10":
 			err = b.p10(ctx)
+		case "p11":
+			err = b.p11(ctx)
 		default:
 			err = fmt.Errorf("unknown benchmark %q", name)
 		}

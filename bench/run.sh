@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench: P1, P2, P4–P10 side by side in one run (needs root, nginx, wrk, tshark).
+# make bench: P1, P2, P4–P11 side by side in one run (needs root, nginx, wrk, tshark).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-test-deps.sh
