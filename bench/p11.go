@@ -1360,35 +1360,9 @@ func waitHTTPS(ctx context.Context, url string) error {
 	client := &http.Client{Timeout: 2 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	defer client.CloseIdleConnections()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := client.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("status %s", resp.Status)
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return waitHTTPWith(ctx, client, url)
 }
 
 func runWrkTLS(ctx context.Context, url string, d time.Duration) (float64, error) {
-	out, err := exec.CommandContext(ctx, "wrk", "-t2", "-c32", "-d"+d.String(), url).CombinedOutput()
-	if err != nil {
-		return 0, fmt.Errorf("wrk: %w: %s", err, out)
-	}
-	m := wrkRPS.FindSubmatch(out)
-	if m == nil {
-		return 0, fmt.Errorf("wrk printed no Requests/sec: %s", out)
-	}
-	return strconv.ParseFloat(string(m[1]), 64)
+	return runWrkWith(ctx, url, d, 2, 32)
 }

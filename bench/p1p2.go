@@ -17,7 +17,13 @@ import (
 var wrkRPS = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 
 func runWrk(ctx context.Context, url string, d time.Duration) (float64, error) {
-	out, err := exec.CommandContext(ctx, "wrk", "-t1", "-c16", "-d"+d.String(), url).CombinedOutput()
+	return runWrkWith(ctx, url, d, 1, 16)
+}
+
+// runWrkWith runs wrk with threads and conns and returns its requests/s.
+func runWrkWith(ctx context.Context, url string, d time.Duration, threads, conns int) (float64, error) {
+	out, err := exec.CommandContext(ctx, "wrk", fmt.Sprintf("-t%d", threads), fmt.Sprintf("-c%d", conns),
+		"-d"+d.String(), url).CombinedOutput()
 	if err != nil {
 		return 0, fmt.Errorf("wrk: %w: %s", err, out)
 	}

@@ -110,9 +110,14 @@ func (n *nginx) stop() {
 }
 
 func waitHTTP(ctx context.Context, url string) error {
+	return waitHTTPWith(ctx, http.DefaultClient, url)
+}
+
+// waitHTTPWith polls url with client until it answers 200 (15 s at most).
+func waitHTTPWith(ctx context.Context, client *http.Client, url string) error {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := http.Get(url)
+		resp, err := client.Get(url)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
