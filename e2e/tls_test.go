@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -57,6 +58,12 @@ type tlsStack struct {
 // probes; the wire is checked with tcpdump).
 func startTLSStack(t *testing.T) *tlsStack {
 	t.Helper()
+	return startTLSStackWith(t, agent.Config{})
+}
+
+// startTLSStackWith is startTLSStack with cfg's TLS settings.
+func startTLSStackWith(t *testing.T, cfg agent.Config) *tlsStack {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	reg := prometheus.NewRegistry()
 	srv, err := server.Start(ctx, server.Config{
@@ -69,6 +76,7 @@ func startTLSStack(t *testing.T) *tlsStack {
 	a, err := agent.New(agent.Config{
 		Server: srv.GRPCAddr(), Registerer: reg, ExpireEvery: 200 * time.Millisecond,
 		Protocols: registry.Default(), Packets: agent.PacketConfig{Disable: true},
+		DisableTLS: cfg.DisableTLS, TLSProcesses: cfg.TLSProcesses,
 	})
 	if err != nil {
 		cancel()
@@ -890,8 +898,10 @@ with urllib.request.urlopen(base + "/api/users/302", context=ssl.create_default_
 // TestTLSPython: Debian's Python (_ssl: SSL_read_ex/SSL_write_ex) with
 // requests and urllib against the Go HTTPS server.
 func TestTLSPython(t *testing.T) {
-	requireRootAndTools(t, "/usr/bin/python3", "tcpdump")
-	st := startTLSStack(t)
+	requireRootAndTools(t, "/usr/bin/python3", "tcpdump", "curl")
+	// Only Python and the Go server are decrypted: curl shares Python's
+	// probed libssl.so.3, and the kernel must drop its plaintext.
+	st := startTLSStackWith(t, agent.Config{TLSProcesses: regexp.MustCompile(`^python3|/e2e\.test$`)})
 	certs := writeTestCerts(t, t.TempDir())
 	port, srv := startHTTPSServer(t, certs)
 	script := filepath.Join(t.TempDir(), "client.py")
@@ -916,6 +926,23 @@ func TestTLSPython(t *testing.T) {
 	sameHop(t, "requests", rows[0], rows[1])
 	sameHop(t, "urllib", rows[2], rows[3])
 	checkWireAll(t, segs, wants, rows)
+
+	// --tls-processes: curl is not decrypted, the server's side of its
+	// request is.
+	curl := startProc(t, nil, "curl", "-sS", "--http1.1", "--cacert", certs.CA, "-o", "/dev/null", "-w", "%{http_code}", "-K", "-")
+	time.Sleep(300 * time.Millisecond) // libssl mapped: curl waits on stdin
+	if st.agent.TLSCovered(uint32(curl.pid())) {
+		t.Errorf("curl covered although --tls-processes does not match it; coverage: %s", st.coverage(t))
+	}
+	if out := curl.finish(t, fmt.Sprintf("url = \"https://127.0.0.1:%d/api/users/303\"\n", port)); out != "200" {
+		t.Fatalf("curl: %q", out)
+	}
+	st.checkTLSRows(t, fmt.Sprintf("server_port = %d", port), []rowWant{
+		{name: "server s-p of curl's request", op: "s-p", proto: "HTTP", port: port, method: "GET", resource: "/api/users/303", pid: srv.pid(), code: 200},
+	})
+	if n := st.query(t, fmt.Sprintf("SELECT count(*) AS n FROM l7_flow_log WHERE server_port = %d AND process_id_0 = %d", port, curl.pid())); num(t, n[0]["n"]) != 0 {
+		t.Errorf("%v rows from curl, which --tls-processes leaves out", n[0]["n"])
+	}
 }
 
 // pgBinary finds a PostgreSQL program (Debian installs them per version).

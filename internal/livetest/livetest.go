@@ -46,9 +46,12 @@ func StartAgent(t testing.TB, protos ...l7.Protocol) *Agent {
 		Sink:        h.add,
 		// Protocol tests send requests larger than the default prefix.
 		MaxPayload: 4096,
-		// Protocol tests need neither flows nor TCP lifecycle events.
+		// Protocol tests need neither flows nor TCP lifecycle events, nor
+		// TLS plaintext: its tracker would scan every process on the host
+		// (CI runs many test binaries at once) at each agent's start.
 		Packets:          agent.PacketConfig{Disable: true},
 		DisableTCPEvents: true,
+		DisableTLS:       true,
 	}
 	a, err := agent.New(cfg)
 	if err != nil {
