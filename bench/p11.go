@@ -1304,56 +1304,7 @@ func writeSelfSigned(dir string) (cert, key string, err error) {
 
 // startNginxTLS starts a private nginx serving a 1 KiB file over HTTPS.
 func startNginxTLS(ctx context.Context, parent, cert, key string) (*nginx, error) {
-	dir, err := os.MkdirTemp(parent, "nginx")
-	if err != nil {
-		return nil, err
-	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "1k.bin"), []byte(strings.Repeat("x", 1024)), 0o644); err != nil {
-		return nil, err
-	}
-	conf := fmt.Sprintf(`daemon off;
-master_process on;
-user root;
-worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path %[1]s/body;
-  proxy_temp_path %[1]s/proxy;
-  fastcgi_temp_path %[1]s/fastcgi;
-  uwsgi_temp_path %[1]s/uwsgi;
-  scgi_temp_path %[1]s/scgi;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:%[2]d ssl;
-    ssl_certificate %[3]s;
-    ssl_certificate_key %[4]s;
-    root %[1]s;
-  }
-}
-`, dir, port, cert, key)
-	confPath := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
-	cmd := exec.CommandContext(ctx, "nginx", "-c", confPath, "-p", dir)
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start nginx: %w", err)
-	}
-	n := &nginx{cmd: cmd, port: port, dir: dir}
-	if err := waitHTTPS(ctx, fmt.Sprintf("https://127.0.0.1:%d/1k.bin", port)); err != nil {
-		n.stop()
-		return nil, fmt.Errorf("nginx not serving HTTPS: %w", err)
-	}
-	return n, nil
+	return startNginxServing(ctx, parent, 1, cert, key)
 }
 
 func waitHTTPS(ctx context.Context, url string) error {

@@ -51,7 +51,14 @@ type nginx struct {
 }
 
 func startNginx(ctx context.Context, workers int) (*nginx, error) {
-	dir, err := os.MkdirTemp("", "sightline-bench-nginx")
+	return startNginxServing(ctx, "", workers, "", "")
+}
+
+// startNginxServing starts a private nginx (its directory under parent; ""
+// is the system temp directory) serving a 1 KiB file, over HTTPS when cert
+// and key are given.
+func startNginxServing(ctx context.Context, parent string, workers int, cert, key string) (*nginx, error) {
+	dir, err := os.MkdirTemp(parent, "sightline-bench-nginx")
 	if err != nil {
 		return nil, err
 	}
@@ -61,6 +68,11 @@ func startNginx(ctx context.Context, workers int) (*nginx, error) {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "1k.bin"), []byte(strings.Repeat("x", 1024)), 0o644); err != nil {
 		return nil, err
+	}
+	listen, scheme, wait := fmt.Sprintf("listen 127.0.0.1:%d;", port), "http", waitHTTP
+	if cert != "" {
+		listen = fmt.Sprintf("listen 127.0.0.1:%d ssl;\n    ssl_certificate %s;\n    ssl_certificate_key %s;", port, cert, key)
+		scheme, wait = "https", waitHTTPS
 	}
 	conf := fmt.Sprintf(`daemon off;
 master_process on;
@@ -78,11 +90,11 @@ http {
   scgi_temp_path %[2]s/scgi;
   keepalive_requests 1000000;
   server {
-    listen 127.0.0.1:%[3]d;
+    %[3]s
     root %[2]s;
   }
 }
-`, workers, dir, port)
+`, workers, dir, listen)
 	confPath := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, err
@@ -94,9 +106,10 @@ http {
 		return nil, fmt.Errorf("start nginx: %w", err)
 	}
 	n := &nginx{cmd: cmd, port: port, dir: dir}
-	if err := waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/1k.bin", port)); err != nil {
+	url := fmt.Sprintf("%s://127.0.0.1:%d/1k.bin", scheme, port)
+	if err := wait(ctx, url); err != nil {
 		n.stop()
-		return nil, fmt.Errorf("nginx not serving: %w", err)
+		return nil, fmt.Errorf("nginx not serving %s: %w", url, err)
 	}
 	return n, nil
 }
