@@ -283,3 +283,12 @@ func readLines(s string) []string {
 	}
 	return out
 }
+
+// scanned reports whether the first full scan has completed with files
+// probed: Files moves as soon as a file is attached, before the process
+// using it is recorded, so a test waiting on Files alone could read the
+// process table half filled.
+func scanned(tr *Tracker, files uint64) bool {
+	st := tr.Stats()
+	return st.Scans >= 1 && st.Files == files
+}

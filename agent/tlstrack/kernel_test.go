@@ -59,7 +59,7 @@ func TestKernelAttach(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- tr.Run(ctx) }()
-	waitFor(t, "probes attached", func() bool { return tr.Stats().Files == 2 || tr.Stats().AttachFailed > 0 })
+	waitFor(t, "probes attached", func() bool { return scanned(tr, 2) || tr.Stats().AttachFailed > 0 })
 	st := tr.Stats()
 	if st.Files != 2 || st.AttachFailed != 0 || st.Allowed != 2 || st.AllowFailed != 0 {
 		t.Fatalf("stats %+v\n%+v", st, tr.Coverage())

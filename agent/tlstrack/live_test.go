@@ -48,7 +48,7 @@ func TestLiveProcesses(t *testing.T) {
 	k := newFakeKernel()
 	tr := New(k, Config{ProcRoot: root, RescanEvery: time.Hour})
 	runTracker(t, tr)
-	waitFor(t, "libssl, static program and go program probed", func() bool { return tr.Stats().Files == 3 })
+	waitFor(t, "libssl, static program and go program probed", func() bool { return scanned(tr, 3) })
 	cov := tr.Coverage()
 	for _, c := range []struct {
 		p       *process

@@ -96,7 +96,7 @@ type Stats struct {
 	FilteredOut   uint64 `json:"filtered_out"`   // processes not matching Config.Processes (at exec or first scan)
 	MapsTruncated uint64 `json:"maps_truncated"` // maps files too large to read whole
 	CacheResets   uint64 `json:"cache_resets"`   // the cache of inspected files filled and was emptied
-	Scans         uint64 `json:"scans"`          // full scans of the processes
+	Scans         uint64 `json:"scans"`          // full scans of the processes completed
 }
 
 // file is a probed file, shared by the processes mapping it.
@@ -248,7 +248,9 @@ func (t *Tracker) armTimer(timer *time.Timer) {
 // scanAll looks at every process, and forgets tracked ones that are gone
 // (their exit event may have been dropped).
 func (t *Tracker) scanAll(initial bool) {
-	t.scans.Add(1)
+	// Counted when done: a reader seeing Scans move knows every process of
+	// that scan is recorded (Files alone moves at attach, before its process).
+	defer t.scans.Add(1)
 	ents, err := os.ReadDir(t.cfg.ProcRoot)
 	if err != nil {
 		t.cfg.Logger.Warn("tlstrack: list processes", "err", err)

@@ -97,7 +97,7 @@ func TestTrackerLifecycle(t *testing.T) {
 	k := newFakeKernel()
 	tr := New(k, Config{ProcRoot: root, SelfPID: 105, RescanEvery: time.Hour})
 	cancel := runTracker(t, tr)
-	waitFor(t, "three files probed", func() bool { return tr.Stats().Files == 3 })
+	waitFor(t, "three files probed", func() bool { return scanned(tr, 3) })
 	st := tr.Stats()
 	if st.Processes != 3 || st.NoSymbols != 1 || st.NoTLS < 1 || st.InspectFailed != 0 || st.AttachFailed != 0 {
 		t.Errorf("stats %+v", st)
@@ -312,7 +312,7 @@ func TestHandler(t *testing.T) {
 	root := fixture(t)
 	tr := New(newFakeKernel(), Config{ProcRoot: root, SelfPID: 105, RescanEvery: time.Hour})
 	runTracker(t, tr)
-	waitFor(t, "three files probed", func() bool { return tr.Stats().Files == 3 })
+	waitFor(t, "three files probed", func() bool { return scanned(tr, 3) })
 	srv := httptest.NewServer(tr.Handler())
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/debug/tls")
