@@ -86,7 +86,8 @@ struct thread_state {
 	__u64 weak_seq;  /* its process's request-thread activity count then (see ftx_proc) */
 	__u32 weak_waker; /* thread id of the request thread that handed it over */
 	__u8 ftx_waiting; /* counted in its process's ftx_proc.waiting */
-	__u8 _pad2[3];
+	__u8 ftx_woke;    /* woke a possible queue's waiter since reading its request */
+	__u8 _pad2[2];
 	__u64 origin_chan; /* Go: the channel its trace_id came through (0: its own, or its creator's) */
 };
 
@@ -470,6 +471,10 @@ static __always_inline __u64 exec_key(__u64 pid_tgid, __u64 *goid)
 #define FUTEX_WAIT_BITSET 9
 #define FUTEX_WAKE_BITSET 10
 #define FUTEX_IDLE_NS 500000
+#define FUTEX_CLOCK_REALTIME 256
+/* A timed wait this long is a wait for a result (Python's
+ * future.result(timeout)); GIL and lock polling waits are a few ms. */
+#define FUTEX_RESULT_WAIT_NS 50000000ULL
 
 struct ftx_key {
 	__u32 tgid;
@@ -513,6 +518,8 @@ struct {
 struct ftx_wait {
 	__u64 uaddr;
 	__u64 ts;
+	__u8 idle; /* an untimed wait: a worker idle on a queue may take a handoff */
+	__u8 _pad[7];
 };
 
 struct {
@@ -643,6 +650,7 @@ static __always_inline __u64 trace_id_for(__u64 key, __u64 sk, __u8 dir, __u8 ro
 			ts->owned = 1;
 			ts->weak = 0;
 			ts->event_loop = 0;
+			ts->ftx_woke = 0;
 			if (role == ROLE_SERVER) {
 				ts->open_sk = sk;
 				ts->open_ns = bpf_ktime_get_ns();
@@ -1865,14 +1873,34 @@ int go_recv_ret(struct pt_regs *ctx)
  * hands it its trace id: the common submit-to-a-pool pattern (Python's
  * ThreadPoolExecutor, Java executors) wakes an idle worker that way. Only
  * untimed bitset waits count (glibc's semaphores and condition variables;
- * timed ones are lock and GIL polling, plain ones are mutexes); words request
+ * short timed ones are lock and GIL polling, plain ones are mutexes); words request
  * threads wait on themselves are locks, never handoffs (futex_shared); the
  * wakee must have slept (idle, not a lock hand-over) and not own a request
  * itself; one wake hands off once; the id is dropped when another request
  * thread could have queued work before the worker used it (see ftx_proc);
  * and it ends with the worker's first reply, so a worker that
- * takes a queued job without blocking carries no id instead of a wrong one. Go processes are
+ * takes a queued job without blocking carries no id instead of a wrong one. A request
+ * thread that queued its job without waking anybody (all workers busy) and
+ * waits for it, untimed or long timed, holds every handoff back until its
+ * wait ends: its job is ahead in the queue. Go processes are
  * left out: their goroutines are tracked above. */
+/* Whether a FUTEX_WAIT_BITSET's timeout (absolute) is far off. A
+ * CLOCK_REALTIME deadline cannot be compared here: taken as far off, the
+ * cautious side (fewer handoffs, never a wrong one). */
+static __always_inline bool long_timed_wait(struct trace_event_raw_sys_enter *ctx)
+{
+	if ((__u32)ARG(ctx, 1) & FUTEX_CLOCK_REALTIME)
+		return true;
+	struct {
+		__s64 sec;
+		__s64 nsec;
+	} t;
+	if (bpf_probe_read_user(&t, sizeof(t), (void *)ARG(ctx, 3)))
+		return true;
+	__u64 deadline = (__u64)t.sec * 1000000000ULL + (__u64)t.nsec;
+	return deadline > bpf_ktime_get_ns() + FUTEX_RESULT_WAIT_NS;
+}
+
 SEC("tracepoint/syscalls/sys_enter_futex")
 int enter_futex(struct trace_event_raw_sys_enter *ctx)
 {
@@ -1891,18 +1919,26 @@ int enter_futex(struct trace_event_raw_sys_enter *ctx)
 			__u8 one = 1;
 			bpf_map_update_elem(&futex_shared, &k, &one, BPF_ANY);
 		}
-		/* Only untimed bitset waits: semaphores and condition variables,
-		 * what a queue sleeps on. Timed ones are lock and GIL polling,
-		 * plain ones are mutexes (a GIL's among them). */
-		if (ARG(ctx, 3) || op != FUTEX_WAIT_BITSET)
+		/* Untimed bitset waits: semaphores and condition variables, what
+		 * a queue sleeps on. Plain ones are mutexes (a GIL's among them);
+		 * short timed ones are lock and GIL polling. A long timed one
+		 * matters only from a request thread that put its job in a queue
+		 * without waking anybody: the job may wait there, ahead of the
+		 * next request's, so no handoff is safe meanwhile. */
+		if (op != FUTEX_WAIT_BITSET)
 			return 0;
+		bool idle = !ARG(ctx, 3);
 		bool fresh = fresh_request_thread(ts);
+		if (!idle && !(fresh && !ts->ftx_woke && long_timed_wait(ctx)))
+			return 0;
 		if (fresh) {
 			ftx_proc_bump(tgid, (__u32)id);
 			struct ftx_proc *p = bpf_map_lookup_elem(&futex_procs, &tgid);
 			if (p && !ts->ftx_waiting) {
 				__sync_fetch_and_add(&p->waiting, 1);
 				ts->ftx_waiting = 1;
+				if (!idle)
+					count(CNT_FUTEX_QUEUED_WAIT);
 			}
 		}
 		if (ts && ts->weak && ts->weak_src == uaddr) {
@@ -1914,7 +1950,7 @@ int enter_futex(struct trace_event_raw_sys_enter *ctx)
 		/* Waits matter only where request threads hand work over. */
 		if (!fresh && !bpf_map_lookup_elem(&futex_procs, &tgid))
 			return 0;
-		struct ftx_wait w = { .uaddr = uaddr, .ts = bpf_ktime_get_ns() };
+		struct ftx_wait w = { .uaddr = uaddr, .ts = bpf_ktime_get_ns(), .idle = idle };
 		bpf_map_update_elem(&futex_waits, &id, &w, BPF_ANY);
 		return 0;
 	}
@@ -1923,6 +1959,8 @@ int enter_futex(struct trace_event_raw_sys_enter *ctx)
 	__u64 seq = ftx_proc_bump(tgid, (__u32)id);
 	if (bpf_map_lookup_elem(&futex_shared, &k))
 		return 0;
+	/* Its put woke a worker: its job is at the head of that queue. */
+	ts->ftx_woke = 1;
 	struct ftx_proc *p = bpf_map_lookup_elem(&futex_procs, &tgid);
 	if (p && p->waiting > 0)
 		return 0; /* another request's job may be queued ahead of this one */
@@ -1948,7 +1986,7 @@ int exit_futex(struct trace_event_raw_sys_exit *ctx)
 			__sync_fetch_and_add(&p->waiting, -1);
 		ts->ftx_waiting = 0;
 	}
-	if (ctx->ret != 0)
+	if (ctx->ret != 0 || !w.idle)
 		return 0;
 	struct ftx_key k = { .tgid = id >> 32, .uaddr = w.uaddr };
 	struct ftx_wake *wk = bpf_map_lookup_elem(&futex_wakes, &k);

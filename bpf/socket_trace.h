@@ -52,6 +52,7 @@ enum counter {
 	CNT_TLS_CALL_FAIL,        /* TLS call not recorded at entry (map full): its plaintext is lost */
 	CNT_TLS_NO_SOCKET,        /* TLS plaintext whose socket could not be found: not sent */
 	CNT_TLS_L7_SKIPPED,       /* TLS plaintext not sent: user space found no parser for it */
+	CNT_FUTEX_QUEUED_WAIT,    /* request threads waiting for a job they queued silently: handoffs held back */
 	CNT_MAX,
 };
 

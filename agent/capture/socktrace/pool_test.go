@@ -23,7 +23,8 @@ import (
 // a time, every call is linked; with requests overlapping in the pool, or a
 // backlog (workers taking queued jobs without sleeping), a worker cannot
 // tell whose job it took: calls may carry no id, but never another
-// request's.
+// request's, whether the handler waits for its job untimed or with a
+// timeout (a timed wait: only its length tells it from GIL polling).
 func TestFutexHandoffThreadPool(t *testing.T) {
 	if _, err := exec.LookPath("python3"); err != nil {
 		t.Fatal("python3 is needed (see scripts/install-test-deps.sh)")
@@ -58,13 +59,21 @@ func TestFutexHandoffThreadPool(t *testing.T) {
 		workers, inflight int
 		base              int
 		all               bool
+		timeout           string // result(timeout=...) in seconds; "" waits untimed
 	}{
-		{"one request at a time", 4, 1, 100, true},
-		{"concurrent", 4, 4, 300, false},
-		{"backlog", 2, 12, 500, false},
+		{"one request at a time", 4, 1, 100, true, ""},
+		{"concurrent", 4, 4, 300, false, ""},
+		{"backlog", 2, 12, 500, false, ""},
+		{"one request at a time, timed wait", 4, 1, 700, true, "20"},
+		{"concurrent, timed wait", 4, 4, 900, false, "20"},
+		{"backlog, timed wait", 2, 12, 1100, false, "20"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cmd := exec.Command("python3", "testdata/pool_server.py", fmt.Sprint(port(down.Addr())), fmt.Sprint(tc.workers))
+			args := []string{"testdata/pool_server.py", fmt.Sprint(port(down.Addr())), fmt.Sprint(tc.workers)}
+			if tc.timeout != "" {
+				args = append(args, tc.timeout)
+			}
+			cmd := exec.Command("python3", args...)
 			out, err := cmd.StdoutPipe()
 			if err != nil {
 				t.Fatal(err)
@@ -144,7 +153,14 @@ func TestFutexHandoffThreadPool(t *testing.T) {
 				}
 			}
 			st := tr.Stats()
-			t.Logf("%s: %d of %d worker calls carry their request's id (futex handoffs so far %d)", tc.name, linked, n, st.FutexHandoff)
+			t.Logf("%s: %d of %d worker calls carry their request's id (so far: futex handoffs %d, waits for silently queued jobs %d)",
+				tc.name, linked, n, st.FutexHandoff, st.FutexQueuedWait)
+			// A backlog queues jobs behind busy workers without a wake;
+			// their handlers' timed waits must be seen, or the next wake
+			// would hand its id to a worker that takes an older job.
+			if tc.timeout != "" && tc.workers < tc.inflight && st.FutexQueuedWait == 0 {
+				t.Errorf("no timed wait for a silently queued job seen")
+			}
 			if tc.all && linked != n {
 				t.Errorf("%d of %d linked", linked, n)
 			}

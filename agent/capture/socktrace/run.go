@@ -66,6 +66,7 @@ type Stats struct {
 	TLSCallFail      uint64 // TLS calls not recorded at entry (map full): plaintext lost
 	TLSNoSocket      uint64 // TLS plaintext whose socket was not found: not sent
 	TLSL7Skipped     uint64 // TLS plaintext not sent: no parser claimed the connection
+	FutexQueuedWait  uint64 // request threads waiting (timed) for a job they queued without a wake: handoffs held back
 	// User-space counters.
 	EventsRead   uint64
 	Segments     uint64
@@ -104,7 +105,7 @@ func (t *Tracer) Stats() Stats {
 		&s.RingbufFull, &s.ScratchMiss, &s.ActiveUpdateFail, &s.SockStateFail,
 		&s.ThreadStateFail, &s.PayloadReadFail, &s.ArgsReadFail, &s.IOVTruncated,
 		&s.L7Skipped, &s.EventLoops, &s.GoGMiss, &s.GoSpawn, &s.GoHandoff, &s.GoHandoffAmbig,
-		&s.FutexHandoff, &s.TLSCallFail, &s.TLSNoSocket, &s.TLSL7Skipped,
+		&s.FutexHandoff, &s.TLSCallFail, &s.TLSNoSocket, &s.TLSL7Skipped, &s.FutexQueuedWait,
 	}
 	var perCPU []uint64
 	for i, d := range dst {

@@ -75,6 +75,8 @@ type socketTraceFtxWait struct {
 	_     structs.HostLayout
 	Uaddr uint64
 	Ts    uint64
+	Idle  uint8
+	Pad   [7]uint8
 }
 
 type socketTraceFtxWake struct {
@@ -168,7 +170,8 @@ type socketTraceThreadState struct {
 	WeakSeq    uint64
 	WeakWaker  uint32
 	FtxWaiting uint8
-	Pad2       [3]uint8
+	FtxWoke    uint8
+	Pad2       [2]uint8
 	OriginChan uint64
 }
 

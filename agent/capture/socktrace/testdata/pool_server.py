@@ -8,6 +8,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 DOWN = ("127.0.0.1", int(sys.argv[1]))
 POOL = ThreadPoolExecutor(max_workers=int(sys.argv[2]))
+# Optional: wait for the result with a timeout (a timed futex wait, as the
+# demo's worker.py does) instead of an untimed one.
+TIMEOUT = float(sys.argv[3]) if len(sys.argv) > 3 else None
 
 
 def call(n):
@@ -21,7 +24,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         n = self.path.rsplit("/", 1)[-1]
-        body = POOL.submit(call, n).result()
+        body = POOL.submit(call, n).result(timeout=TIMEOUT)
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
