@@ -98,6 +98,10 @@ struct sock_state {
 	__u8 l7_hint;
 	__u8 role; /* enum conn_role from connect/accept, 0 = unknown (see sock_roles) */
 	__u8 tls_skip; /* user space found no parser for the socket's TLS plaintext */
+	__u32 tls_busy; /* TLS calls bound to this socket (a syscall made) and not returned yet */
+	__u8 closed;    /* closed with TLS calls pending: kept (same conn_uid) for their plaintext */
+	__u8 family;    /* with closed: the socket's family (the sock itself may be gone) */
+	__u8 _pad[2];
 };
 
 struct scratch {
@@ -338,9 +342,15 @@ static __always_inline void read_user_peer(__u64 addr, struct event_header *h)
 static __always_inline struct sock_state *get_sock_state(__u64 sk)
 {
 	struct sock_state *s = bpf_map_lookup_elem(&sock_states, &sk);
-	if (s)
+	if (s && !s->closed)
 		return s;
 	struct sock_state init = { .conn_uid = next_id() };
+	if (s) {
+		/* Kept past its close for a pending TLS call, and now a syscall
+		 * on the sock pointer: a new socket took the address. */
+		*s = init;
+		return s;
+	}
 	/* EEXIST means another CPU raced us in: fine, use its entry. */
 	bpf_map_update_elem(&sock_states, &sk, &init, BPF_NOEXIST);
 	s = bpf_map_lookup_elem(&sock_states, &sk);
@@ -600,7 +610,8 @@ static __always_inline bool interleaved(struct thread_state *ts, __u64 sk)
 		return false;
 	if (bpf_ktime_get_ns() - ts->open_ns > 10000000000ULL)
 		return false;
-	return bpf_map_lookup_elem(&sock_states, &ts->open_sk) != NULL;
+	struct sock_state *ss = bpf_map_lookup_elem(&sock_states, &ts->open_sk);
+	return ss && !ss->closed;
 }
 
 /* syscall_trace_id of a data event. A thread (or goroutine) gets a new id
@@ -787,7 +798,8 @@ struct tls_call {
 	__u8 has_seq;
 	__u8 entry_seq; /* Go Read: tcp_seq computed at entry from its buffers */
 	__u8 last_seq;  /* Go Read: continues the record of the previous Read */
-	__u8 _pad[3];
+	__u8 busy;      /* counted in sk's sock_state.tls_busy */
+	__u8 _pad[2];
 };
 
 struct {
@@ -879,8 +891,8 @@ static __always_inline struct tls_call *tls_call_now(__u64 pid_tgid)
  * records that carry no data (TLS 1.3 session tickets). A sequence Go's
  * Read computed at entry from its buffers is replaced only by such a
  * header: a read that continues a record read ahead starts mid-record. */
-static __always_inline void tls_note(struct tls_call *c, __u64 sk, int fd, __u8 dir, __u32 seq, bool seq_ok,
-				     __u64 first_buf)
+static __always_inline void tls_note(struct tls_call *c, struct sock_state *ss, __u64 sk, int fd, __u8 dir,
+				     __u32 seq, bool seq_ok, __u64 first_buf)
 {
 	if (c->dir != dir)
 		return;
@@ -889,6 +901,12 @@ static __always_inline void tls_note(struct tls_call *c, __u64 sk, int fd, __u8 
 	bool first = !c->sk;
 	c->sk = sk;
 	c->fd = fd;
+	if (first && ss && !c->busy) {
+		/* Until the return probe, a close of the socket (another thread
+		 * or goroutine) may overtake this call's plaintext. */
+		__sync_fetch_and_add(&ss->tls_busy, 1);
+		c->busy = 1;
+	}
 	if (!seq_ok)
 		return;
 	if (first && !c->entry_seq) {
@@ -1055,7 +1073,7 @@ static __always_inline int exit_io(__u32 syscall, long ret)
 			struct u_iovec iov0 = {};
 			first = io.iovcnt && !bpf_probe_read_user(&iov0, sizeof(iov0), (void *)io.buf) ? iov0.base : 0;
 		}
-		tls_note(tc, (__u64)sk, io.fd, io.dir, tcp_seq, l4 == IPPROTO_TCP && msgs == 1, first);
+		tls_note(tc, ss, (__u64)sk, io.fd, io.dir, tcp_seq, l4 == IPPROTO_TCP && msgs == 1, first);
 		if (ss && ss->l7_state == L7_SKIP) {
 			count(CNT_L7_SKIPPED);
 			return 0;
@@ -1372,7 +1390,19 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	h.conn_uid = ss->conn_uid;
 	h.cap_seq = ss->cap_seq;
 	h.syscall = SYS_CLOSE;
-	bpf_map_delete_elem(&sock_states, &key);
+	if (ss->tls_busy) {
+		/* A TLS call's plaintext is still to come (its thread is between
+		 * the syscall and the return probe): it keeps the connection id,
+		 * and user space holds the plaintext stream's close back. */
+		h.flags = EVENT_FLAG_TLS_PENDING;
+		ss->closed = 1;
+		ss->family = family;
+		/* The sock may be freed before the plaintext comes (a reset, or
+		 * TCP done): user space takes the tuple from here. */
+		read_tuple(sk, family, &h);
+	} else {
+		bpf_map_delete_elem(&sock_states, &key);
+	}
 	emit_header(&h);
 	return 0;
 }
@@ -2019,6 +2049,21 @@ int exit_futex(struct trace_event_raw_sys_exit *ctx)
 
 /* ---- TLS probes ------------------------------------------------------ */
 
+/* A returned call no longer holds its socket's close back. After its
+ * event, if any, is in the ring buffer: a close that then sees the count
+ * at 0 comes after it there. */
+static __always_inline void tls_unbusy(struct tls_call *c)
+{
+	if (!c->busy)
+		return;
+	__u64 sk = c->sk;
+	struct sock_state *ss = bpf_map_lookup_elem(&sock_states, &sk);
+	if (!ss || !ss->tls_busy)
+		return;
+	if (__sync_fetch_and_add(&ss->tls_busy, -1) == 1 && ss->closed)
+		bpf_map_delete_elem(&sock_states, &sk);
+}
+
 /* Emits a TLS call's plaintext (n bytes at buf) as a data event of its
  * socket. pid_tgid is the caller's. */
 static __always_inline int tls_emit(struct tls_call *c, __u64 buf, __u32 n, __u64 pid_tgid)
@@ -2065,12 +2110,22 @@ static __always_inline int tls_emit(struct tls_call *c, __u64 buf, __u32 n, __u6
 		bpf_map_update_elem(&tls_socks, &ok, &ts, BPF_ANY);
 	}
 	struct sock *s_k = (struct sock *)sk;
-	__u16 family = BPF_CORE_READ(s_k, __sk_common.skc_family);
+	struct sock_state *ss = bpf_map_lookup_elem(&sock_states, &sk);
+	__u16 family;
+	if (ss && ss->closed) {
+		/* Closed while this call was pending: its state was kept, the
+		 * sock may be gone (the tuple read from it may be stale; user
+		 * space has the close's). */
+		family = ss->family;
+	} else {
+		family = BPF_CORE_READ(s_k, __sk_common.skc_family);
+		if (!ss)
+			ss = get_sock_state(sk);
+	}
 	if (family != AF_INET && family != AF_INET6) {
 		count(CNT_TLS_NO_SOCKET);
 		return 0;
 	}
-	struct sock_state *ss = get_sock_state(sk);
 	if (ss && ss->tls_skip) {
 		count(CNT_TLS_L7_SKIPPED);
 		return 0;
@@ -2137,15 +2192,14 @@ int ssl_return(struct pt_regs *ctx)
 	if (c.out) {
 		/* _ex: 1 on success, the count through the pointer. */
 		if (ret != 1 || bpf_probe_read_user(&n, sizeof(n), (void *)c.out))
-			return 0;
-	} else {
-		if ((int)ret <= 0)
-			return 0;
+			n = 0;
+	} else if ((int)ret > 0) {
 		n = (__u32)(int)ret;
 	}
-	if (n == 0 || n > 0x7fffffff)
-		return 0;
-	return tls_emit(&c, c.buf, (__u32)n, id);
+	if (n && n <= 0x7fffffff)
+		tls_emit(&c, c.buf, (__u32)n, id);
+	tls_unbusy(&c);
+	return 0;
 }
 
 /* Entry of crypto/tls.(*Conn).Read and Write (Go register ABI: RAX = c,
@@ -2243,12 +2297,14 @@ int go_tls_return(struct pt_regs *ctx)
 	struct tls_call c = *p;
 	bpf_map_delete_elem(&tls_calls, &k);
 	long n = ctx->ax;
-	if (n <= 0 || n > 0x7fffffff)
-		return 0;
-	__u64 buf = c.buf;
-	/* A buffer on the goroutine's stack moved with it if the stack grew
-	 * during the call (it is copied, hi to hi). */
-	if (stack[1] != c.stack_hi && buf >= c.stack_lo && buf < c.stack_hi)
-		buf = buf - c.stack_hi + stack[1];
-	return tls_emit(&c, buf, (__u32)n, id);
+	if (n > 0 && n <= 0x7fffffff) {
+		__u64 buf = c.buf;
+		/* A buffer on the goroutine's stack moved with it if the stack
+		 * grew during the call (it is copied, hi to hi). */
+		if (stack[1] != c.stack_hi && buf >= c.stack_lo && buf < c.stack_hi)
+			buf = buf - c.stack_hi + stack[1];
+		tls_emit(&c, buf, (__u32)n, id);
+	}
+	tls_unbusy(&c);
+	return 0;
 }

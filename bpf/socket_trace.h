@@ -90,6 +90,9 @@ enum tls_kind {
 
 /* event_header.flags */
 #define EVENT_FLAG_TLS 1 /* payload is TLS plaintext from a library probe, not the socket's bytes */
+/* On a close: a TLS call that made a syscall on the socket had not returned
+ * yet; its plaintext event may still follow the close. */
+#define EVENT_FLAG_TLS_PENDING 2
 
 /* Header of every ring buffer record. Data events are followed by
  * `captured` payload bytes; other events are the header alone. */

@@ -74,6 +74,10 @@ type header struct {
 // eventFlagTLS mirrors EVENT_FLAG_TLS: the payload is TLS plaintext.
 const eventFlagTLS = 1
 
+// eventFlagTLSPending mirrors EVENT_FLAG_TLS_PENDING: on a close, a TLS
+// call on the socket had not returned yet.
+const eventFlagTLSPending = 2
+
 var (
 	errShortRecord   = errors.New("record shorter than event header")
 	errPayloadLength = errors.New("captured length disagrees with record size")

@@ -170,8 +170,8 @@ func TestDispatch(t *testing.T) {
 		t.Errorf("bad family: %v", err)
 	}
 
-	if len(rec.closed) != 1 || len(d.lateCloses) != 1 {
-		t.Fatalf("closes: %d now, %d held", len(rec.closed), len(d.lateCloses))
+	if len(rec.closed) != 1 || len(d.lateCloses[0]) != 1 || len(d.lateCloses[1]) != 0 {
+		t.Fatalf("closes: %d now, %d+%d held", len(rec.closed), len(d.lateCloses[0]), len(d.lateCloses[1]))
 	}
 	d.flushCloses(rec, time.Now()) // not due yet
 	d.flushCloses(rec, time.Time{})
@@ -197,6 +197,50 @@ func TestDispatch(t *testing.T) {
 	}
 	if st.segments.Load() != 3 || st.closed.Load() != 1 {
 		t.Errorf("stats segments=%d closed=%d", st.segments.Load(), st.closed.Load())
+	}
+}
+
+// TestPendingTLSClose: a close the kernel flagged with a TLS call still
+// pending holds the plaintext stream's close back longer than a plain one,
+// each queue in due order.
+func TestPendingTLSClose(t *testing.T) {
+	rec := newRecorder()
+	d := decoder{comms: bpfevent.NewCommCache(8)}
+	var st userStats
+	closeOf := func(connUID uint64, flags uint8) {
+		h := sampleHeader()
+		h.Type, h.Captured, h.ConnUid, h.Flags = eventClose, 0, connUID, flags
+		if err := d.dispatch(encodeEvent(t, h, nil), rec, &st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeOf(1, eventFlagTLSPending)
+	closeOf(2, 0)
+	if len(d.lateCloses[0]) != 1 || len(d.lateCloses[1]) != 1 || len(rec.closed) != 2 {
+		t.Fatalf("held %d+%d, closed %d", len(d.lateCloses[0]), len(d.lateCloses[1]), len(rec.closed))
+	}
+	// The late plaintext of the pending stream gets the close's tuple
+	// (its sock may be gone: the kernel read zeros or garbage).
+	late := sampleHeader()
+	late.ConnUid, late.Flags, late.Lport = 1, eventFlagTLS, 0
+	if err := d.dispatch(encodeEvent(t, late, []byte("late!")), rec, &st); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := rec.segs[0].Tuple.APort, sampleHeader().Lport; got != want {
+		t.Errorf("late plaintext port %d, want the close's %d", got, want)
+	}
+	tlsOf := func(connUID uint64) uint64 { return (&header{pid: sampleHeader().Pid, connUID: connUID}).connID(true) }
+	start := time.Now()
+	d.flushCloses(rec, start.Add(tlsCloseDelay+time.Millisecond))
+	if len(rec.closed) != 3 || rec.closed[2].ConnID != tlsOf(2) {
+		t.Fatalf("after %v: %d closes, want the unflagged stream's", tlsCloseDelay, len(rec.closed))
+	}
+	d.flushCloses(rec, start.Add(tlsPendingCloseDelay+time.Millisecond))
+	if len(rec.closed) != 4 || rec.closed[3].ConnID != tlsOf(1) {
+		t.Fatalf("after %v: %d closes, want the pending stream's", tlsPendingCloseDelay, len(rec.closed))
+	}
+	if len(d.pendingTuples) != 0 {
+		t.Errorf("%d tuples kept after their closes", len(d.pendingTuples))
 	}
 }
 

@@ -102,6 +102,35 @@ func (r *recorder) waitSegment(t *testing.T, what string, pred func(*capture.Seg
 	return found
 }
 
+// waitMessage returns the segment where a message starting with prefix
+// begins in the byte stream of the segments matching pred (in order, per
+// connection): a reader may take a message in pieces (Go's HTTP server
+// reads one byte ahead in the background).
+func (r *recorder) waitMessage(t *testing.T, what string, pred func(*capture.Segment) bool, prefix []byte) capture.Segment {
+	t.Helper()
+	var found capture.Segment
+	r.wait(t, what, func() bool {
+		for i := range r.segs {
+			s := &r.segs[i]
+			if !pred(s) || len(s.Data) == 0 || s.Data[0] != prefix[0] {
+				continue
+			}
+			var b []byte
+			for j := i; j < len(r.segs) && len(b) < len(prefix); j++ {
+				if o := &r.segs[j]; o.ConnID == s.ConnID && pred(o) {
+					b = append(b, o.Data...)
+				}
+			}
+			if bytes.HasPrefix(b, prefix) {
+				found = *s
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
 // count returns how many recorded segments match pred.
 func (r *recorder) count(pred func(*capture.Segment) bool) int {
 	r.mu.Lock()

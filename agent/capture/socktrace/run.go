@@ -169,11 +169,19 @@ type decoder struct {
 	comms *bpfevent.CommCache
 	hdr   header
 	seg   capture.Segment
-	// lateCloses are closes of TLS plaintext streams held back a little:
-	// a Go Write's return probe can fire after another goroutine closed the
-	// socket (the bytes left before), and its plaintext must still reach
-	// the connection before the close does.
-	lateCloses []lateClose
+	// lateCloses are closes of TLS plaintext streams held back: a TLS
+	// call's return probe can fire after another thread or goroutine
+	// closed the socket (its bytes left before), and its plaintext must
+	// still reach the stream before the close does. [0] holds closes the
+	// kernel saw no call pending for (a short safety delay), [1] those
+	// with a call pending (EVENT_FLAG_TLS_PENDING: its thread may be
+	// descheduled between the syscall and the return). Each is in due
+	// order.
+	lateCloses [2][]lateClose
+	// pendingTuples holds the tuples of TLS streams whose close waits in
+	// lateCloses[1]: their late plaintext's socket may be gone, and the
+	// kernel sent the tuple with the close.
+	pendingTuples map[uint64]capture.Tuple
 }
 
 type lateClose struct {
@@ -182,32 +190,50 @@ type lateClose struct {
 }
 
 const (
-	tlsCloseDelay = 100 * time.Millisecond
-	maxLateCloses = 4096
+	tlsCloseDelay        = 100 * time.Millisecond
+	tlsPendingCloseDelay = 2 * time.Second
+	maxLateCloses        = 4096 // both queues together
 )
 
-// deferClose hands c on after tlsCloseDelay (at once when too many wait).
-func (d *decoder) deferClose(c capture.Closed, h Handler, now time.Time) {
-	if len(d.lateCloses) >= maxLateCloses {
+// deferClose hands c on after tlsCloseDelay, or tlsPendingCloseDelay when
+// a TLS call was pending (at once when too many wait). tuple, if known, is
+// the stream's for its late plaintext.
+func (d *decoder) deferClose(c capture.Closed, pending bool, tuple *capture.Tuple, h Handler, now time.Time) {
+	if len(d.lateCloses[0])+len(d.lateCloses[1]) >= maxLateCloses {
 		h.Closed(c)
 		return
 	}
-	d.lateCloses = append(d.lateCloses, lateClose{c: c, due: now.Add(tlsCloseDelay)})
+	q, delay := 0, tlsCloseDelay
+	if pending {
+		q, delay = 1, tlsPendingCloseDelay
+		if tuple != nil {
+			if d.pendingTuples == nil {
+				d.pendingTuples = make(map[uint64]capture.Tuple)
+			}
+			d.pendingTuples[c.ConnID] = *tuple
+		}
+	}
+	d.lateCloses[q] = append(d.lateCloses[q], lateClose{c: c, due: now.Add(delay)})
 }
 
 // flushCloses hands on the deferred closes due by now (all of them when now
 // is zero).
 func (d *decoder) flushCloses(h Handler, now time.Time) {
-	n := 0
-	for _, lc := range d.lateCloses {
-		if !now.IsZero() && lc.due.After(now) {
-			break // in due order: appended with a constant delay
+	for q := range d.lateCloses {
+		n := 0
+		for _, lc := range d.lateCloses[q] {
+			if !now.IsZero() && lc.due.After(now) {
+				break // in due order: appended with a constant delay
+			}
+			h.Closed(lc.c)
+			if q == 1 {
+				delete(d.pendingTuples, lc.c.ConnID)
+			}
+			n++
 		}
-		h.Closed(lc.c)
-		n++
-	}
-	if n > 0 {
-		d.lateCloses = append(d.lateCloses[:0], d.lateCloses[n:]...)
+		if n > 0 {
+			d.lateCloses[q] = append(d.lateCloses[q][:0], d.lateCloses[q][n:]...)
+		}
 	}
 }
 
@@ -244,6 +270,9 @@ func (d *decoder) dispatch(b []byte, h Handler, st *userStats) error {
 			ProtoHint:      hd.l7Hint,
 			TLS:            hd.flags&eventFlagTLS != 0,
 		}
+		if t, ok := d.pendingTuples[d.seg.ConnID]; ok && d.seg.TLS {
+			d.seg.Tuple = t
+		}
 		if hd.dir == dirIngress {
 			d.seg.Dir = capture.BtoA
 		}
@@ -270,7 +299,14 @@ func (d *decoder) dispatch(b []byte, h Handler, st *userStats) error {
 		at := d.clock.Wall(hd.enterNs)
 		h.Closed(capture.Closed{ConnID: hd.connID(false), Time: at})
 		// The socket's TLS plaintext stream, if it had one, ends too.
-		d.deferClose(capture.Closed{ConnID: hd.connID(true), Time: at}, h, time.Now())
+		pending := hd.flags&eventFlagTLSPending != 0
+		var tuple *capture.Tuple
+		if pending {
+			if t, err := hd.tuple(); err == nil {
+				tuple = &t
+			}
+		}
+		d.deferClose(capture.Closed{ConnID: hd.connID(true), Time: at}, pending, tuple, h, time.Now())
 	case eventExec:
 		d.comms.Forget(hd.pid)
 		st.execs.Add(1)

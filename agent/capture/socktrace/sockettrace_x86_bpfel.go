@@ -152,6 +152,10 @@ type socketTraceSockState struct {
 	L7Hint  uint8
 	Role    uint8
 	TlsSkip uint8
+	TlsBusy uint32
+	Closed  uint8
+	Family  uint8
+	Pad     [2]uint8
 }
 
 type socketTraceThreadState struct {
@@ -191,7 +195,8 @@ type socketTraceTlsCall struct {
 	HasSeq   uint8
 	EntrySeq uint8
 	LastSeq  uint8
-	Pad      [3]uint8
+	Busy     uint8
+	Pad      [2]uint8
 }
 
 type socketTraceTlsKey struct {

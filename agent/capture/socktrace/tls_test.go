@@ -56,6 +56,39 @@ func elfSymbolOffsets(t *testing.T, path string, names ...string) map[string]uin
 	return out
 }
 
+// attachSelfGoTLS puts the Go crypto/tls probes on the test binary.
+func attachSelfGoTLS(t *testing.T, tr *Tracer) io.Closer {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := goinfo.Inspect(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bin.Close()
+	rd, err := bin.Func("crypto/tls.(*Conn).Read")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wr, err := bin.Func("crypto/tls.(*Conn).Write")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := bin.Offsets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	goLinks, err := tr.AttachGoTLS(self, GoTLSProbes{Read: rd.Offset, Write: wr.Offset, ReadReturns: rd.Returns,
+		WriteReturns: wr.Returns, ConnConn: o.TLSConnConn, NetConnFD: o.NetConnFD, NetFDPfd: o.NetFDPfd, PollFDSysfd: o.PollFDSysfd,
+		RawInput: o.TLSConnRawInput, Input: o.TLSConnInput, BytesBufferOff: o.BytesBufferOff, BytesReaderI: o.BytesReaderI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return goLinks
+}
+
 // selfSignedTLS returns a server certificate for 127.0.0.1.
 func selfSignedTLS(t *testing.T) tls.Certificate {
 	t.Helper()
@@ -97,34 +130,7 @@ func TestTLSPlaintext(t *testing.T) {
 	}
 	defer sslLinks.Close()
 
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin, err := goinfo.Inspect(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bin.Close()
-	rd, err := bin.Func("crypto/tls.(*Conn).Read")
-	if err != nil {
-		t.Fatal(err)
-	}
-	wr, err := bin.Func("crypto/tls.(*Conn).Write")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, err := bin.Offsets()
-	if err != nil {
-		t.Fatal(err)
-	}
-	goLinks, err := tr.AttachGoTLS(self, GoTLSProbes{Read: rd.Offset, Write: wr.Offset, ReadReturns: rd.Returns,
-		WriteReturns: wr.Returns, ConnConn: o.TLSConnConn, NetConnFD: o.NetConnFD, NetFDPfd: o.NetFDPfd, PollFDSysfd: o.PollFDSysfd,
-		RawInput: o.TLSConnRawInput, Input: o.TLSConnInput, BytesBufferOff: o.BytesBufferOff, BytesReaderI: o.BytesReaderI})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer goLinks.Close()
+	defer attachSelfGoTLS(t, tr).Close()
 
 	ln, err := tls.Listen("tcp4", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{selfSignedTLS(t)}})
 	if err != nil {
@@ -150,9 +156,9 @@ func TestTLSPlaintext(t *testing.T) {
 		cli := rec.waitSegment(t, "curl's TLS request "+path, func(s *capture.Segment) bool {
 			return s.Comm == "curl" && s.Dir == capture.AtoB && s.Tuple.BPort == sport && bytes.HasPrefix(s.Data, req)
 		})
-		srvSeg := rec.waitSegment(t, "server's TLS request "+path, func(s *capture.Segment) bool {
-			return s.PID == uint32(os.Getpid()) && s.Dir == capture.BtoA && s.Tuple.APort == sport && bytes.HasPrefix(s.Data, req)
-		})
+		srvSeg := rec.waitMessage(t, "server's TLS request "+path, func(s *capture.Segment) bool {
+			return s.PID == uint32(os.Getpid()) && s.Dir == capture.BtoA && s.Tuple.APort == sport
+		}, req)
 		if cli.TCPSeq == 0 || cli.TCPSeq != srvSeg.TCPSeq {
 			t.Errorf("%s: tcp seq curl %d, server %d: want equal, non-zero", path, cli.TCPSeq, srvSeg.TCPSeq)
 		}

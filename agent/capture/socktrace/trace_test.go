@@ -736,7 +736,17 @@ func TestSyscallTraceIDAcrossCalls(t *testing.T) {
 	if _, err := front.Write([]byte("REQ1")); err != nil {
 		t.Fatal(err)
 	}
+	warm, warmSrv := tcpPair(t, "tcp4", "127.0.0.1:0")
+	wsrv := raw(warmSrv)
+	if _, err := warm.Write([]byte("WARM")); err != nil {
+		t.Fatal(err)
+	}
 	onThread(func() {
+		// The OS thread may come from an earlier test with a request it
+		// read and never answered on a socket still open (an event loop
+		// for up to 10 s): one answered request on it first resets that.
+		read(wsrv, 4)
+		write(wsrv, "DONE")
 		read(srv, 4)          // request on the server socket: new id
 		write(dn, "CALL")     // downstream call
 		peer(downSrv, "RPLY") // the downstream server answers
