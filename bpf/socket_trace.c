@@ -1897,23 +1897,8 @@ int go_recv_ret(struct pt_regs *ctx)
 	return 0;
 }
 
-/* ---- thread-pool handoff (other runtimes) -------------------------------
- * A request thread that has just read its request (its id is fresh: the
- * last socket event was that read) and wakes a thread parked on a futex
- * hands it its trace id: the common submit-to-a-pool pattern (Python's
- * ThreadPoolExecutor, Java executors) wakes an idle worker that way. Only
- * untimed bitset waits count (glibc's semaphores and condition variables;
- * short timed ones are lock and GIL polling, plain ones are mutexes); words request
- * threads wait on themselves are locks, never handoffs (futex_shared); the
- * wakee must have slept (idle, not a lock hand-over) and not own a request
- * itself; one wake hands off once; the id is dropped when another request
- * thread could have queued work before the worker used it (see ftx_proc);
- * and it ends with the worker's first reply, so a worker that
- * takes a queued job without blocking carries no id instead of a wrong one. A request
- * thread that queued its job without waking anybody (all workers busy) and
- * waits for it, untimed or long timed, holds every handoff back until its
- * wait ends: its job is ahead in the queue. Go processes are
- * left out: their goroutines are tracked above. */
+/* ---- thread-pool handoff (other runtimes) ------------------------------ */
+
 /* Whether a FUTEX_WAIT_BITSET's timeout (absolute) is far off. A
  * CLOCK_REALTIME deadline cannot be compared here: taken as far off, the
  * cautious side (fewer handoffs, never a wrong one). */
@@ -1931,6 +1916,22 @@ static __always_inline bool long_timed_wait(struct trace_event_raw_sys_enter *ct
 	return deadline > bpf_ktime_get_ns() + FUTEX_RESULT_WAIT_NS;
 }
 
+/* A request thread that has just read its request (its id is fresh: the
+ * last socket event was that read) and wakes a thread parked on a futex
+ * hands it its trace id: the common submit-to-a-pool pattern (Python's
+ * ThreadPoolExecutor, Java executors) wakes an idle worker that way. Only
+ * untimed bitset waits count (glibc's semaphores and condition variables;
+ * short timed ones are lock and GIL polling, plain ones are mutexes); words request
+ * threads wait on themselves are locks, never handoffs (futex_shared); the
+ * wakee must have slept (idle, not a lock hand-over) and not own a request
+ * itself; one wake hands off once; the id is dropped when another request
+ * thread could have queued work before the worker used it (see ftx_proc);
+ * and it ends with the worker's first reply, so a worker that
+ * takes a queued job without blocking carries no id instead of a wrong one. A request
+ * thread that queued its job without waking anybody (all workers busy) and
+ * waits for it, untimed or long timed, holds every handoff back until its
+ * wait ends: its job is ahead in the queue. Go processes are
+ * left out: their goroutines are tracked above. */
 SEC("tracepoint/syscalls/sys_enter_futex")
 int enter_futex(struct trace_event_raw_sys_enter *ctx)
 {
