@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/sightline-io/sightline/internal/nginxconf"
 )
 
 type bench struct {
@@ -74,29 +76,13 @@ func startNginxServing(ctx context.Context, parent string, workers int, cert, ke
 		listen = fmt.Sprintf("listen 127.0.0.1:%d ssl;\n    ssl_certificate %s;\n    ssl_certificate_key %s;", port, cert, key)
 		scheme, wait = "https", waitHTTPS
 	}
-	conf := fmt.Sprintf(`daemon off;
-master_process on;
-user root;
-worker_processes %d;
-pid %[2]s/nginx.pid;
-error_log %[2]s/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path %[2]s/body;
-  proxy_temp_path %[2]s/proxy;
-  fastcgi_temp_path %[2]s/fastcgi;
-  uwsgi_temp_path %[2]s/uwsgi;
-  scgi_temp_path %[2]s/scgi;
-  keepalive_requests 1000000;
+	confPath, err := nginxconf.Write(nginxconf.Config{Dir: dir, Workers: workers, WorkerConnections: 1024,
+		HTTP: fmt.Sprintf(`  keepalive_requests 1000000;
   server {
-    %[3]s
-    root %[2]s;
-  }
-}
-`, workers, dir, listen)
-	confPath := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+    %s
+    root %s;
+  }`, listen, dir)})
+	if err != nil {
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, "nginx", "-c", confPath, "-p", dir)

@@ -25,6 +25,7 @@ import (
 
 	"github.com/sightline-io/sightline/agent"
 	"github.com/sightline-io/sightline/agent/l7/registry"
+	"github.com/sightline-io/sightline/internal/nginxconf"
 	"github.com/sightline-io/sightline/server"
 )
 
@@ -205,28 +206,11 @@ func startNginx(t *testing.T, backendPort int) int {
 	t.Helper()
 	dir := t.TempDir()
 	port := freePort(t)
-	conf := fmt.Sprintf(`daemon off;
-master_process on;
-user root;
-worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path %[1]s/body;
-  proxy_temp_path %[1]s/proxy;
-  fastcgi_temp_path %[1]s/fastcgi;
-  uwsgi_temp_path %[1]s/uwsgi;
-  scgi_temp_path %[1]s/scgi;
-  server {
-    listen 127.0.0.1:%[2]d;
-    location / { proxy_pass http://127.0.0.1:%[3]d; }
-  }
-}
-`, dir, port, backendPort)
-	confPath := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+	confPath, err := nginxconf.Write(nginxconf.Config{Dir: dir, HTTP: fmt.Sprintf(`  server {
+    listen 127.0.0.1:%d;
+    location / { proxy_pass http://127.0.0.1:%d; }
+  }`, port, backendPort)})
+	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("nginx", "-c", confPath, "-p", dir)

@@ -29,6 +29,7 @@ import (
 	"github.com/sightline-io/sightline/agent/l7/registry"
 	"github.com/sightline-io/sightline/agent/tlstrack"
 	"github.com/sightline-io/sightline/internal/livetest"
+	"github.com/sightline-io/sightline/internal/nginxconf"
 	"github.com/sightline-io/sightline/packet/decode"
 	"github.com/sightline-io/sightline/packet/pcapfile"
 	"github.com/sightline-io/sightline/server"
@@ -632,34 +633,17 @@ func startTLSNginx(t *testing.T, certs tlsFiles, backendPort int) (port int, p *
 	t.Helper()
 	dir := t.TempDir()
 	port = freePort(t)
-	conf := fmt.Sprintf(`daemon off;
-master_process on;
-user root;
-worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path %[1]s/body;
-  proxy_temp_path %[1]s/proxy;
-  fastcgi_temp_path %[1]s/fastcgi;
-  uwsgi_temp_path %[1]s/uwsgi;
-  scgi_temp_path %[1]s/scgi;
-  server {
-    listen 127.0.0.1:%[2]d ssl;
-    ssl_certificate %[4]s;
-    ssl_certificate_key %[5]s;
+	confPath, err := nginxconf.Write(nginxconf.Config{Dir: dir, HTTP: fmt.Sprintf(`  server {
+    listen 127.0.0.1:%d ssl;
+    ssl_certificate %s;
+    ssl_certificate_key %s;
     location / {
-      proxy_pass https://127.0.0.1:%[3]d;
+      proxy_pass https://127.0.0.1:%d;
       proxy_http_version 1.1;
       proxy_ssl_verify off;
     }
-  }
-}
-`, dir, port, backendPort, certs.Cert, certs.Key)
-	confPath := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+  }`, port, certs.Cert, certs.Key, backendPort)})
+	if err != nil {
 		t.Fatal(err)
 	}
 	p = startProc(t, nil, "nginx", "-c", confPath, "-p", dir)

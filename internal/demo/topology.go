@@ -31,6 +31,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sightline-io/sightline/internal/nginxconf"
 )
 
 //go:embed worker.py
@@ -350,27 +352,13 @@ func (t *Topology) startNginx() (*proc, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
-	conf := fmt.Sprintf(`daemon off;
-master_process on;
-user root;
-worker_processes 1;
-worker_rlimit_nofile 8192;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path %[1]s/body;
-  proxy_temp_path %[1]s/proxy;
-  fastcgi_temp_path %[1]s/fastcgi;
-  uwsgi_temp_path %[1]s/uwsgi;
-  scgi_temp_path %[1]s/scgi;
-  upstream goapi {
-    server 127.0.0.1:%[3]d;
+	path, err := nginxconf.Write(nginxconf.Config{Dir: dir, WorkerConnections: 4096, RlimitNofile: 8192,
+		HTTP: fmt.Sprintf(`  upstream goapi {
+    server 127.0.0.1:%[2]d;
     keepalive 64;
   }
   server {
-    listen 127.0.0.1:%[2]d backlog=1024;
+    listen 127.0.0.1:%[1]d backlog=1024;
     location / {
       proxy_pass http://goapi;
       proxy_http_version 1.1;
@@ -382,11 +370,8 @@ http {
       add_header X-Request-ID $request_id always;
       proxy_read_timeout 60s;
     }
-  }
-}
-`, dir, t.Ports.Nginx, t.Ports.GoAPI)
-	path := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+  }`, t.Ports.Nginx, t.Ports.GoAPI)})
+	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	return t.start("nginx", nil, "nginx", "-c", path, "-p", dir)

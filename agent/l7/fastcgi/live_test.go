@@ -11,6 +11,7 @@ import (
 	"github.com/sightline-io/sightline/agent/l7"
 	"github.com/sightline-io/sightline/flowlog"
 	"github.com/sightline-io/sightline/internal/livetest"
+	"github.com/sightline-io/sightline/internal/nginxconf"
 )
 
 var phpScripts = map[string]string{
@@ -59,33 +60,16 @@ func startNginx(t *testing.T, dir string, fpmPort int) int {
 			t.Fatal(err)
 		}
 	}
-	conf := fmt.Sprintf(`daemon off;
-master_process on;
-user root;
-worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path %[1]s/body;
-  proxy_temp_path %[1]s/proxy;
-  fastcgi_temp_path %[1]s/fastcgi;
-  uwsgi_temp_path %[1]s/uwsgi;
-  scgi_temp_path %[1]s/scgi;
-  server {
-    listen 127.0.0.1:%[2]d;
-    root %[3]s;
+	path, err := nginxconf.Write(nginxconf.Config{Dir: dir, WorkerConnections: 64, HTTP: fmt.Sprintf(`  server {
+    listen 127.0.0.1:%d;
+    root %s;
     location ~ \.php$ {
       include /etc/nginx/fastcgi_params;
       fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
-      fastcgi_pass 127.0.0.1:%[4]d;
+      fastcgi_pass 127.0.0.1:%d;
     }
-  }
-}
-`, dir, port, www, fpmPort)
-	path := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+  }`, port, www, fpmPort)})
+	if err != nil {
 		t.Fatal(err)
 	}
 	livetest.Start(t, "nginx", "-c", path, "-p", dir)
