@@ -198,11 +198,14 @@ func TestFlowFailuresLive(t *testing.T) {
 	}
 	z := zc.(*net.TCPConn)
 	z.SetWriteBuffer(4096)
-	z.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	// Write until a whole second passes without a byte accepted: the
+	// receiver's window is then shut and has been announced (and probed)
+	// for that second, however slowly a loaded machine got there.
 	chunk := make([]byte, 64<<10)
-	for {
-		if _, err := z.Write(chunk); err != nil {
-			break // the window stayed shut until the deadline
+	for giveUp := time.Now().Add(15 * time.Second); time.Now().Before(giveUp); {
+		z.SetWriteDeadline(time.Now().Add(time.Second))
+		if n, err := z.Write(chunk); err != nil && n == 0 {
+			break
 		}
 	}
 	z.SetLinger(0)
